@@ -1,0 +1,1 @@
+"""One module per ``lagless`` command (see ``lagless.cli.COMMANDS``)."""
