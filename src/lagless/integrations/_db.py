@@ -1,0 +1,163 @@
+"""Pieces shared by the database integrations (sqlite3, SQLAlchemy, psycopg, asyncpg).
+
+Kept apart from the integrations so each of those stays a thin layer of wrappers: patching
+and restoring attributes exactly, the attributes every ``db`` span carries, the "opened during
+this request" bookkeeping for connections, and reading a row count out of a command status.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from time import perf_counter_ns as _now
+from typing import Any
+
+from lagless._runtime import get_runtime
+from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._trace import Span, Trace
+
+_MISSING = object()
+
+# Largest executemany batch whose parameters are fingerprinted (and kept under record_params).
+_MAX_MANY = 100
+
+
+class Patches:
+    """Attributes replaced on library objects, and how to put each one back exactly.
+
+    An attribute the owner only inherited is deleted on restore (so lookup falls back to the
+    base class again) rather than copied down onto the subclass.
+    """
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def patch(self, owner: Any, name: str, replacement: Any) -> Any:
+        """Set ``owner.name = replacement``; return what attribute lookup found before."""
+        own = vars(owner).get(name, _MISSING)
+        previous = getattr(owner, name)
+        self._saved.append((owner, name, own))
+        setattr(owner, name, replacement)
+        return previous
+
+    def restore(self) -> None:
+        while self._saved:
+            owner, name, own = self._saved.pop()
+            if own is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, own)
+
+
+# Connections opened while a trace was active, mapped to that trace, until their first
+# statement runs: that statement's span gets ``new_connection=True``. Weak keys, so a
+# connection opened and never used does not outlive its owner here.
+_fresh: weakref.WeakKeyDictionary[Any, Trace] = weakref.WeakKeyDictionary()
+
+
+def mark_new_connection(conn: Any, trace: Trace) -> None:
+    try:
+        _fresh[conn] = trace
+    except TypeError:  # not weak-referenceable or not hashable: the fact is just not recorded
+        pass
+
+
+def take_new_connection(conn: Any, trace: Trace) -> bool:
+    """True (once) if ``conn`` was opened during ``trace``. The emptiness test first keeps the
+    common case (no connection pending) to one truth test."""
+    if not _fresh:
+        return False
+    try:
+        opened_in = _fresh.pop(conn, None)
+    except TypeError:
+        return False
+    return opened_in is trace
+
+
+def db_attrs(
+    driver: str,
+    system: str | None,
+    params: Any,
+    *,
+    many: bool = False,
+    sync: bool = False,
+    new_connection: bool = False,
+) -> dict[str, Any]:
+    """The attributes of a ``db`` span. Parameters are kept only under ``record_params``;
+    otherwise only their fingerprint is, so duplicates can still be told from N+1s."""
+    attrs: dict[str, Any] = {"driver": driver, "db.system": system}
+    # An executemany over a generator or a huge batch is not walked: reading it would consume
+    # or copy the caller's data.
+    if params is not None and (
+        not many or (isinstance(params, list | tuple) and len(params) <= _MAX_MANY)
+    ):
+        attrs["params_hash"] = params_fingerprint(params)
+        if get_runtime().config.record_params:
+            attrs["params"] = params
+    if many:
+        attrs["many"] = True
+    if new_connection:
+        attrs["new_connection"] = True
+    # A synchronous driver call on a thread running an event loop blocks every task on it.
+    if sync and on_event_loop():
+        attrs["on_loop"] = True
+    return attrs
+
+
+def record_connect(
+    trace: Trace,
+    driver: str,
+    system: str | None,
+    start_ns: int,
+    *,
+    error: BaseException | None = None,
+    sync: bool = False,
+) -> Span | None:
+    """A ``pool`` span named ``connect`` for a new physical connection."""
+    attrs: dict[str, Any] = {"driver": driver, "db.system": system, "new_connection": True}
+    if sync and on_event_loop():
+        attrs["on_loop"] = True
+    return record(trace, "pool", "connect", start_ns, error=error, **attrs)
+
+
+def record_wait(
+    trace: Trace, name: str, driver: str, start_ns: int, *, error: BaseException | None = None
+) -> Span | None:
+    """A ``pool`` span for waiting on a pool for a connection; ``wait_ms`` is its length."""
+    end = _now()
+    return record(
+        trace,
+        "pool",
+        name,
+        start_ns,
+        end,
+        error=error,
+        driver=driver,
+        wait_ms=(end - start_ns) / 1_000_000,
+    )
+
+
+def rows_from_status(status: Any) -> int | None:
+    """Rows affected or returned, from a PostgreSQL command tag (``INSERT 0 3``,
+    ``UPDATE 2``, ``SELECT 5``): its last word, when that is a number."""
+    if isinstance(status, bytes):
+        status = status.decode("ascii", "replace")
+    if not isinstance(status, str):
+        return None
+    _, _, last = status.rpartition(" ")
+    return int(last) if last.isdigit() else None
+
+
+def statement_text(query: Any, render: Callable[[Any], str] | None = None) -> str:
+    """The statement as text: ``str`` as is, ``bytes`` decoded, anything else through
+    ``render`` (psycopg's composed SQL objects) or ``str``."""
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    if render is not None:
+        try:
+            return render(query)
+        except Exception:
+            pass
+    return str(query)
