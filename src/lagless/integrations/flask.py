@@ -1,0 +1,249 @@
+"""Flask: trace every request, with route templates, a handler span and timed request hooks.
+
+``lagless.instrument(app)`` (or the :class:`Lagless` extension) wraps ``app.wsgi_app`` in
+:class:`~lagless.integrations.wsgi.LaglessWSGIMiddleware`, so ``app.run()``, ``flask run`` and
+every WSGI server keep working and the Flask object stays the one the user holds. Inside Flask
+it uses two of the app's own public methods as hook points, set per instance (the class is not
+touched, other apps in the process are not affected):
+
+- ``preprocess_request`` runs once per request, after URL matching and before every
+  ``before_request`` function: the route template is read there from ``request.url_rule``, so
+  a request a ``before_request`` function answers early still gets its route;
+- ``dispatch_request`` runs the view: it becomes the ``handler`` span.
+
+``before_request``, ``after_request`` and ``teardown_request`` functions become ``middleware``
+spans named after the function. They are wrapped lazily, at the first request, because that is
+the point after which Flask refuses new ones (``_check_setup_finished``), so every function
+registered after ``instrument()`` -- by blueprints, other extensions -- is covered. The
+``middleware_timing`` setting switches their timing off per request without unwrapping.
+
+Flask itself is imported only when one of these functions runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+from collections.abc import Callable
+from time import perf_counter_ns as _now
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lagless._guard import report_internal_error
+from lagless._runtime import Runtime, get_runtime
+from lagless._spans import record
+from lagless._trace import _current_trace
+from lagless.integrations._base import install_integrations
+from lagless.integrations.wsgi import LaglessWSGIMiddleware
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["Lagless", "flask_route_template", "instrument_flask"]
+
+AppT = TypeVar("AppT", bound="Flask")
+
+_STATE_KEY = "lagless"
+# Werkzeug rule variables: ``<name>``, ``<int:name>``, ``<any(a, b):name>``.
+_RULE_VAR = re.compile(r"<(?:[^<>]*:)?\s*(\w+)\s*>")
+_templates: dict[str, str] = {}
+
+
+def flask_route_template(rule: str) -> str:
+    """A Werkzeug rule in lagless's ``{name}`` style: ``/users/<int:id>`` -> ``/users/{id}``.
+
+    Cached: an app has a fixed, small set of rules.
+    """
+    template = _templates.get(rule)
+    if template is None:
+        template = _RULE_VAR.sub(r"{\1}", rule)
+        if len(_templates) < 10_000:
+            _templates[rule] = template
+    return template
+
+
+def _dotted(fn: Any) -> str:
+    fn = inspect.unwrap(fn)
+    module = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}.{name}" if module else str(name)
+
+
+def _timed_hook(fn: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]:
+    """``fn`` recording a ``middleware`` span per call (Flask calls hooks through
+    ``ensure_sync``, so an ``async def`` hook must stay a coroutine function)."""
+    name = _dotted(fn)
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_hook(*args: Any, **kwargs: Any) -> Any:
+            trace = _current_trace.get()
+            if trace is None or not runtime.middleware_timing:
+                return await fn(*args, **kwargs)
+            start = _now()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                record(trace, "middleware", name, start, error=exc)
+                raise
+            record(trace, "middleware", name, start)
+            return result
+
+        async_hook.__lagless_hook__ = True  # type: ignore[attr-defined]
+        return async_hook
+
+    @functools.wraps(fn)
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or not runtime.middleware_timing:
+            return fn(*args, **kwargs)
+        start = _now()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            record(trace, "middleware", name, start, error=exc)
+            raise
+        record(trace, "middleware", name, start)
+        return result
+
+    hook.__lagless_hook__ = True  # type: ignore[attr-defined]
+    return hook
+
+
+class _FlaskHooks:
+    """What ``instrument_flask`` installs on one app; kept in ``app.extensions["lagless"]``."""
+
+    def __init__(self, app: Flask, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.hooks_wrapped = False
+        self._lock = threading.Lock()
+        self._handler_names: dict[str, str] = {}
+        self._preprocess = app.preprocess_request
+        self._dispatch = app.dispatch_request
+        self.middleware = LaglessWSGIMiddleware(app.wsgi_app, runtime=runtime, framework="flask")
+        app.wsgi_app = self.middleware  # type: ignore[method-assign]
+        # Instance attributes shadow the methods for this app only.
+        app.preprocess_request = self.preprocess_request  # type: ignore[method-assign]
+        app.dispatch_request = self.dispatch_request  # type: ignore[method-assign]
+
+    # -- hook points ---------------------------------------------------------------------------
+
+    def preprocess_request(self) -> Any:
+        if not self.hooks_wrapped:
+            self._wrap_hooks()
+        trace = _current_trace.get()
+        if trace is not None:
+            try:
+                from flask import request
+
+                rule = request.url_rule
+                if rule is not None:
+                    trace.route = flask_route_template(rule.rule)
+            except Exception as exc:
+                report_internal_error("flask:route", exc)
+        return self._preprocess()
+
+    def dispatch_request(self) -> Any:
+        trace = _current_trace.get()
+        if trace is None:
+            return self._dispatch()
+        name = None
+        try:
+            from flask import request
+
+            rule = request.url_rule
+            if rule is not None and request.routing_exception is None:
+                name = self._handler_name(rule.endpoint)
+        except Exception as exc:
+            report_internal_error("flask:handler", exc)
+        if name is None:
+            return self._dispatch()
+        start = _now()
+        try:
+            result = self._dispatch()
+        except BaseException as exc:
+            record(trace, "handler", name, start, error=exc)
+            raise
+        record(trace, "handler", name, start)
+        return result
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _handler_name(self, endpoint: str) -> str:
+        name = self._handler_names.get(endpoint)
+        if name is None:
+            view = self.app.view_functions.get(endpoint)
+            name = _dotted(view) if view is not None else endpoint
+            self._handler_names[endpoint] = name
+        return name
+
+    def _wrap_hooks(self) -> None:
+        with self._lock:
+            if self.hooks_wrapped:
+                return
+            try:
+                app = self.app
+                registries = (
+                    app.before_request_funcs,
+                    app.after_request_funcs,
+                    app.teardown_request_funcs,
+                )
+                for registry in registries:
+                    for funcs in registry.values():
+                        funcs[:] = [
+                            f if getattr(f, "__lagless_hook__", False) else _timed_hook(f, self.runtime)
+                            for f in funcs
+                        ]
+            except Exception as exc:
+                report_internal_error("flask:wrap-hooks", exc)
+            self.hooks_wrapped = True
+
+
+def instrument_flask(app: AppT, *, runtime: Runtime) -> AppT:
+    """Trace every request of a Flask ``app`` and return the same app object.
+
+    Idempotent. Prefer :func:`lagless.instrument`, which also installs the driver integrations.
+    """
+    state = app.extensions.get(_STATE_KEY)
+    if isinstance(state, _FlaskHooks):
+        return app
+    app.extensions[_STATE_KEY] = _FlaskHooks(app, runtime)
+    app.__lagless_instrumented__ = True  # type: ignore[attr-defined]
+    return app
+
+
+class Lagless:
+    """The Flask extension, for the usual extension patterns::
+
+        lagless_ext = Lagless(app)
+
+        # or, with an application factory
+        lagless_ext = Lagless()
+
+        def create_app():
+            app = Flask(__name__)
+            lagless_ext.init_app(app)
+            return app
+
+    ``settings`` are lagless settings applied process-wide (see ``lagless config``);
+    ``integrations=False`` leaves the driver integrations (sqlite3, SQLAlchemy, redis...)
+    uninstalled.
+    """
+
+    def __init__(self, app: Flask | None = None, *, integrations: bool = True, **settings: Any):
+        self.integrations = integrations
+        self.settings = settings
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        rt = get_runtime()
+        if self.settings:
+            rt.configure(**self.settings)
+        if self.integrations:
+            cfg = rt.config
+            install_integrations(cfg.integrations, exclude=cfg.disabled_integrations)
+        instrument_flask(app, runtime=rt)
