@@ -12,6 +12,7 @@ from collections.abc import Sequence
 #: and sets ``func=run`` where ``run(args) -> int`` returns the exit code.
 COMMANDS: list[str] = [
     "lagless._cli.config_cmd",
+    "lagless._cli.static_cmd",
 ]
 
 
