@@ -7,10 +7,12 @@ this request" bookkeeping for connections, and reading a row count out of a comm
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import weakref
 from collections.abc import Callable
 from time import perf_counter_ns as _now
-from typing import Any
+from typing import Any, TypeVar
 
 from lagless._runtime import get_runtime
 from lagless._spans import on_event_loop, params_fingerprint, record
@@ -88,9 +90,7 @@ def db_attrs(
     attrs: dict[str, Any] = {"driver": driver, "db.system": system}
     # An executemany over a generator or a huge batch is not walked: reading it would consume
     # or copy the caller's data.
-    if params is not None and (
-        not many or (isinstance(params, list | tuple) and len(params) <= _MAX_MANY)
-    ):
+    if params and (not many or (isinstance(params, list | tuple) and len(params) <= _MAX_MANY)):
         attrs["params_hash"] = params_fingerprint(params)
         if get_runtime().config.record_params:
             attrs["params"] = params
@@ -121,7 +121,13 @@ def record_connect(
 
 
 def record_wait(
-    trace: Trace, name: str, driver: str, start_ns: int, *, error: BaseException | None = None
+    trace: Trace,
+    name: str,
+    driver: str,
+    start_ns: int,
+    *,
+    system: str | None = None,
+    error: BaseException | None = None,
 ) -> Span | None:
     """A ``pool`` span for waiting on a pool for a connection; ``wait_ms`` is its length."""
     end = _now()
@@ -134,7 +140,21 @@ def record_wait(
         error=error,
         driver=driver,
         wait_ms=(end - start_ns) / 1_000_000,
+        **({"db.system": system} if system else {}),
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def mark_coroutine_function(fn: F) -> F:
+    """Flag a plain function that returns a coroutine as a coroutine function, so code that
+    checks (``inspect``/``asyncio.iscoroutinefunction``) treats the wrapper like the original."""
+    marker = getattr(inspect, "markcoroutinefunction", None)
+    if marker is not None:  # Python >= 3.12
+        return marker(fn)  # type: ignore[no-any-return]
+    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return fn
 
 
 def rows_from_status(status: Any) -> int | None:

@@ -126,7 +126,7 @@ class _CountingCursor(_TracedCursor):
 
     def _reset(self) -> None:
         self._lagless_span = None
-        self.__class__ = _TracedCursor
+        self.__class__ = _TracedCursor  # type: ignore[assignment]
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         self._reset()

@@ -1,0 +1,239 @@
+"""Capture of psycopg 3 (sync and async) and of psycopg_pool's connection acquisition.
+
+psycopg has no execution hooks (its ``notice``/``notify`` handlers see server messages, not
+queries), so the narrowest methods are wrapped: ``execute``/``executemany`` of
+:class:`psycopg.Cursor` and :class:`psycopg.AsyncCursor` (``Connection.execute`` and the
+client-side and raw cursor classes inherit them), ``execute`` of the server-side cursors,
+``Connection.connect``/``AsyncConnection.connect`` (new physical connections), and ``getconn``
+of ``ConnectionPool``/``AsyncConnectionPool`` (which their ``connection()`` context managers
+call), recorded as the time spent waiting for a pooled connection.
+
+Async methods are wrapped by plain functions that hand back the original coroutine untouched
+when no trace is active, so an untraced query pays no extra coroutine frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter_ns as _now
+from typing import Any, ClassVar
+
+from lagless._spans import _suppress_db, record
+from lagless._trace import Trace, _current_trace
+from lagless.integrations._base import Integration
+from lagless.integrations._db import (
+    Patches,
+    db_attrs,
+    mark_coroutine_function,
+    mark_new_connection,
+    record_connect,
+    record_wait,
+    statement_text,
+    take_new_connection,
+)
+
+DRIVER = "psycopg"
+SYSTEM = "postgresql"
+GETCONN = "psycopg_pool.getconn"
+
+
+def _text(cursor: Any, query: Any) -> str:
+    # ``sql.SQL``/``sql.Composed`` objects are rendered the way psycopg sends them.
+    return statement_text(query, lambda q: q.as_string(cursor.connection))
+
+
+def _params(args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
+    return args[0] if args else kwargs.get(key)
+
+
+def _finish_attrs(cursor: Any, trace: Trace, params: Any, many: bool, sync: bool) -> dict[str, Any]:
+    return db_attrs(
+        DRIVER,
+        SYSTEM,
+        params,
+        many=many,
+        sync=sync,
+        new_connection=take_new_connection(cursor.connection, trace),
+    )
+
+
+def _add_rows(cursor: Any, attrs: dict[str, Any]) -> None:
+    rowcount = cursor.rowcount
+    if rowcount >= 0:
+        attrs["rows"] = rowcount
+
+
+def _wrap_sync(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
+    key = "params_seq" if many else "params"
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, query, *args, **kwargs)
+        start = _now()
+        try:
+            result = original(self, query, *args, **kwargs)
+        except BaseException as exc:
+            attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, True)
+            record(trace, "db", _text(self, query), start, error=exc, **attrs)
+            raise
+        end = _now()
+        attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, True)
+        _add_rows(self, attrs)
+        record(trace, "db", _text(self, query), start, end, **attrs)
+        return result
+
+    execute.__wrapped__ = original  # type: ignore[attr-defined]
+    execute.__doc__ = original.__doc__
+    return execute
+
+
+def _wrap_async(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
+    key = "params_seq" if many else "params"
+
+    async def traced(trace: Trace, self: Any, query: Any, args: Any, kwargs: Any) -> Any:
+        start = _now()
+        try:
+            result = await original(self, query, *args, **kwargs)
+        except BaseException as exc:
+            attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, False)
+            record(trace, "db", _text(self, query), start, error=exc, **attrs)
+            raise
+        end = _now()
+        attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, False)
+        _add_rows(self, attrs)
+        record(trace, "db", _text(self, query), start, end, **attrs)
+        return result
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, query, *args, **kwargs)
+        return traced(trace, self, query, args, kwargs)
+
+    execute.__wrapped__ = original  # type: ignore[attr-defined]
+    execute.__doc__ = original.__doc__
+    return mark_coroutine_function(execute)
+
+
+def _wrap_connect(original: Callable[..., Any], is_async: bool) -> Any:
+    """``Connection.connect`` is a classmethod; ``original`` is its function."""
+
+    async def traced(trace: Trace, cls: Any, args: Any, kwargs: Any) -> Any:
+        start = _now()
+        try:
+            conn = await original(cls, *args, **kwargs)
+        except BaseException as exc:
+            record_connect(trace, DRIVER, SYSTEM, start, error=exc)
+            raise
+        record_connect(trace, DRIVER, SYSTEM, start)
+        mark_new_connection(conn, trace)
+        return conn
+
+    def connect(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(cls, *args, **kwargs)
+        if is_async:
+            return traced(trace, cls, args, kwargs)
+        start = _now()
+        try:
+            conn = original(cls, *args, **kwargs)
+        except BaseException as exc:
+            record_connect(trace, DRIVER, SYSTEM, start, error=exc, sync=True)
+            raise
+        record_connect(trace, DRIVER, SYSTEM, start, sync=True)
+        mark_new_connection(conn, trace)
+        return conn
+
+    connect.__wrapped__ = original  # type: ignore[attr-defined]
+    connect.__doc__ = original.__doc__
+    if is_async:
+        mark_coroutine_function(connect)
+    return classmethod(connect)
+
+
+def _wrap_getconn(original: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    async def traced(trace: Trace, self: Any, args: Any, kwargs: Any) -> Any:
+        start = _now()
+        try:
+            conn = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM, error=exc)
+            raise
+        record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM)
+        return conn
+
+    def getconn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, *args, **kwargs)
+        if is_async:
+            return traced(trace, self, args, kwargs)
+        start = _now()
+        try:
+            conn = original(self, *args, **kwargs)
+        except BaseException as exc:
+            record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM, error=exc)
+            raise
+        record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM)
+        return conn
+
+    getconn.__wrapped__ = original  # type: ignore[attr-defined]
+    getconn.__doc__ = original.__doc__
+    return mark_coroutine_function(getconn) if is_async else getconn
+
+
+class PsycopgIntegration(Integration):
+    """Records psycopg 3 statements, new connections and psycopg_pool waits."""
+
+    name: ClassVar[str] = "psycopg"
+    module: ClassVar[str] = "psycopg"
+    distribution: ClassVar[str | None] = "psycopg"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._patches = Patches()
+
+    def _install(self) -> None:
+        import psycopg
+
+        patch = self._patches.patch
+        try:
+            for cls, is_async in ((psycopg.Cursor, False), (psycopg.AsyncCursor, True)):
+                wrap = _wrap_async if is_async else _wrap_sync
+                patch(cls, "execute", wrap(vars(cls)["execute"], False))
+                patch(cls, "executemany", wrap(vars(cls)["executemany"], True))
+            server_cursors: tuple[tuple[type, bool], ...] = (
+                (psycopg.ServerCursor, False),
+                (psycopg.AsyncServerCursor, True),
+            )
+            for server_cls, is_async in server_cursors:
+                wrap = _wrap_async if is_async else _wrap_sync
+                patch(server_cls, "execute", wrap(vars(server_cls)["execute"], False))
+            for conn_cls, is_async in (
+                (psycopg.Connection, False),
+                (psycopg.AsyncConnection, True),
+            ):
+                original = vars(conn_cls)["connect"].__func__
+                patch(conn_cls, "connect", _wrap_connect(original, is_async))
+            # ``psycopg.connect`` is ``Connection.connect`` bound once at import.
+            patch(psycopg, "connect", psycopg.Connection.connect)
+            self._install_pool()
+        except BaseException:
+            self._patches.restore()
+            raise
+
+    def _install_pool(self) -> None:
+        try:
+            import psycopg_pool
+        except ImportError:
+            return
+        for cls, is_async in (
+            (psycopg_pool.ConnectionPool, False),
+            (psycopg_pool.AsyncConnectionPool, True),
+        ):
+            self._patches.patch(cls, "getconn", _wrap_getconn(vars(cls)["getconn"], is_async))
+
+    def _uninstall(self) -> None:
+        self._patches.restore()
