@@ -12,6 +12,9 @@ from collections.abc import Sequence
 #: and sets ``func=run`` where ``run(args) -> int`` returns the exit code.
 COMMANDS: list[str] = [
     "lagless._cli.config_cmd",
+    "lagless._cli.doctor_cmd",
+    "lagless._cli.analyze_cmd",
+    "lagless._cli.example_cmd",
     "lagless._cli.static_cmd",
 ]
 

@@ -1,0 +1,100 @@
+"""``lagless doctor``: exercise every route of an app, then say what is slow and how to fix it.
+
+The command line (``lagless doctor``) is the usual way in; :func:`diagnose` is the same run
+from Python (a notebook, a custom CI step)::
+
+    from lagless.doctor import diagnose
+    report = diagnose("myapp.main:app", runs=5)
+    report.write_html("doctor.html")
+    assert not [f for f in report.findings if f.severity in ("critical", "high")]
+
+The modules here are private; their pieces are route discovery (``_discovery``), targets
+(``_targets``), sending requests (``_client``), the run itself (``_runner``), figures
+(``_stats``) and the reports (``_report``, ``_html``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from lagless.doctor._report import DoctorReport
+from lagless.doctor._runner import ProgressHook, RunOptions
+from lagless.doctor._runner import run as _run
+from lagless.doctor._targets import (
+    Target,
+    TargetError,
+    app_target,
+    django_target,
+    example_target,
+    module_target,
+    url_target,
+)
+
+if TYPE_CHECKING:
+    from lagless._scenario import Scenario
+
+__all__ = ["DoctorReport", "Target", "TargetError", "diagnose", "resolve_target"]
+
+
+def resolve_target(
+    target: Any = None,
+    *,
+    django: str | None = None,
+    example: str = "naive",
+    db_url: str | None = None,
+) -> Target:
+    """``target`` is ``None`` (the bundled example in mode ``example``), ``"module:app"``, a
+    base URL, or an application object; ``django`` a settings module."""
+    if django is not None:
+        return django_target(django)
+    if target is None:
+        return example_target(example, db_url)
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, str):
+        if target.startswith(("http://", "https://")):
+            return url_target(target)
+        return module_target(target)
+    return app_target(target, type(target).__name__)
+
+
+def _explainer(target: Target) -> Any:
+    """An EXPLAIN runner on the target's databases, or ``None`` when none is reachable."""
+    if not target.in_process:
+        return None
+    try:
+        from lagless._explain import Explainer
+    except ImportError:
+        return None
+    factory = getattr(Explainer, "from_urls", None)
+    if factory is None:
+        return None
+    return factory(target.database_urls)
+
+
+def diagnose(
+    target: Any = None,
+    *,
+    runs: int = 5,
+    warmup: int = 1,
+    concurrency: int = 1,
+    scenario: Scenario | None = None,
+    progress: ProgressHook | None = None,
+    settings: Any = None,
+    **target_options: Any,
+) -> DoctorReport:
+    """Run the doctor on ``target`` (see :func:`resolve_target`) and return its report."""
+    from lagless.detectors import analyze
+
+    resolved = resolve_target(target, **target_options)
+    options = RunOptions(runs=runs, warmup=warmup, concurrency=concurrency, scenario=scenario)
+    result = asyncio.run(_run(resolved, options, progress))
+    explainer = _explainer(resolved)
+    try:
+        findings = analyze(result.traces, mode="doctor", settings=settings, explainer=explainer)
+    finally:
+        close = getattr(explainer, "close", None)
+        if close is not None:
+            close()
+    return DoctorReport.build(result, findings)
