@@ -158,6 +158,13 @@ SETTINGS: dict[str, Setting] = {
             "detectors can tell identical responses (lagless doctor turns this on).",
         ),
         Setting(
+            "loop_lag_probe",
+            _parse_bool,
+            False,
+            "Measure event-loop lag during each async request (a 5 ms ticker task; lagless "
+            "doctor turns it on) for the blocking-call detector.",
+        ),
+        Setting(
             "trace_file",
             _parse_optional_str,
             None,
