@@ -32,6 +32,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: WSGI bodies with a ``Content-Length`` up to this size are gathered and compressed in one
+#: call; larger or unsized ones are compressed chunk by chunk.
+BUFFER_LIMIT = 4 * 1024 * 1024
+
 
 class _Options:
     """Validated options shared by the ASGI, WSGI and Django middlewares."""
@@ -208,9 +212,9 @@ class WSGICompressionMiddleware:
 
         app.wsgi_app = WSGICompressionMiddleware(app.wsgi_app)      # Flask
 
-    A list or tuple body (what Flask and Django return for an ordinary response) is compressed
-    in one call with an exact ``Content-Length``; any other iterable is streamed, each chunk
-    flushed as the app yields it.
+    A list body, or one with a ``Content-Length`` up to 4 MiB (an ordinary Flask or Django
+    response), is compressed in one call with an exact ``Content-Length``; any other iterable
+    is streamed, each chunk flushed as the app yields it.
     """
 
     def __init__(
@@ -267,6 +271,11 @@ class _WSGIBody:
             yield from self._finish_whole(b"".join([*self._written, first]))
             return
         first = b"".join([*self._written, first])
+        if self._declared_length() is not None:
+            # Werkzeug and Django hand over a closing iterator even for a body in memory; with
+            # a known, modest Content-Length it is cheaper to compress it in one call.
+            yield from self._finish_whole(b"".join([first, *it]))
+            return
         coding, _ = self._start(None)
         if coding is None:
             yield first
@@ -278,6 +287,16 @@ class _WSGIBody:
             if chunk:
                 yield comp.compress(chunk) + comp.flush()
         yield comp.finish()
+
+    def _declared_length(self) -> int | None:
+        for name, value in self._headers:
+            if name.lower() == "content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return None
+                return length if length <= BUFFER_LIMIT else None
+        return None
 
     def _finish_whole(self, body: bytes) -> Iterator[bytes]:
         _, out = self._start(len(body), body)

@@ -170,8 +170,9 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
     - empty value: ``"identity"`` ("does not want any content coding");
     - a coding not listed is acceptable only through ``*``; ``identity`` is acceptable unless
       ``identity;q=0``, or ``*;q=0`` without an ``identity`` entry, refuses it;
-    - the highest q wins, ties go to the earlier entry of ``available`` (server preference),
-      and identity wins over a coding the client rates lower.
+    - the highest q wins, ties go to the earlier entry of ``available`` (server preference);
+      identity wins only over codings the client rates lower than an explicit ``identity``
+      (or ``*``) entry.
 
     What to do with ``None`` is the caller's decision: lagless's middleware sends the body
     unencoded (see docs/payload.md; RFC 9110 §15.5.7 allows ignoring the header instead of
@@ -184,7 +185,15 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
     if not prefs:
         return "identity"
     star = prefs.get("*")
-    identity_q = prefs.get("identity", star if star is not None else 1.0)
+    # identity's rank: its own entry, else that of "*", else below every listed coding (it is
+    # acceptable by default but the client said nothing about preferring it).
+    if "identity" in prefs:
+        identity_q = prefs["identity"]
+        identity_ok = identity_q > 0.0
+    elif star is not None:
+        identity_q, identity_ok = star, star > 0.0
+    else:
+        identity_q, identity_ok = 0.0, True
     best: str | None = None
     best_q = 0.0
     for coding in available:
@@ -193,6 +202,7 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
             best, best_q = coding, q
     if best is not None and best_q >= identity_q:
         return best
+    return "identity" if identity_ok else None
     if identity_q > 0.0:
         return "identity"
     return best
