@@ -1,0 +1,366 @@
+"""ASGI adapters (FastAPI, Starlette, Litestar, any ASGI app): conditional requests and the
+response cache. Pure ASGI classes wrapping ``send`` (the shape of Starlette's GZipMiddleware);
+never ``BaseHTTPMiddleware``. All rules live in the sans-IO modules; this file moves messages.
+
+::
+
+    policies = CachePolicies({"GET /products/{pid}": CachePolicy(max_age=60, s_maxage=300)})
+    app = ResponseCacheMiddleware(app, policies=policies, backend=RedisBackend(url=REDIS_URL))
+    app = ConditionalMiddleware(app)   # ETag/304 for every other GET too
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from lagless.cache._backend import CacheBackend
+from lagless.cache._conditional import GET_HEAD
+from lagless.cache._memory import MemoryBackend
+from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
+from lagless.cache._response import (
+    CONDITIONAL_REQUEST_HEADERS,
+    Headers,
+    StoredResponse,
+    apply_conditions,
+    bypass_reason,
+    cache_status,
+    decorate,
+    header_dict,
+    hit_response,
+    precheck,
+    primary_key,
+    refusal_reason,
+    storable_headers,
+)
+from lagless.cache._store import ResponseStore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+OnComplete = Callable[[int, Headers, bytes], Awaitable[Headers]]
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def _encode(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+
+
+def _decode(raw: Any) -> Headers:
+    return [
+        (
+            n.decode("latin-1") if isinstance(n, bytes) else str(n),
+            v.decode("latin-1") if isinstance(v, bytes) else str(v),
+        )
+        for n, v in raw or ()
+    ]
+
+
+async def _send_whole(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _encode(headers)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def run_validators(
+    match: RouteMatch, scope: Scope, method: str, headers: dict[str, str], now: float
+) -> tuple[tuple[int, Headers] | None, Headers]:
+    """Call the route's validator callables (sync or async) and evaluate the conditions."""
+    policy = match.policy
+    info = RequestInfo(
+        method,
+        scope["path"],
+        match.params,
+        scope.get("query_string", b"").decode("latin-1"),
+        headers,
+    )
+    etag = await _resolve(policy.etag(info)) if policy.etag is not None else None
+    modified = (
+        await _resolve(policy.last_modified(info)) if policy.last_modified is not None else None
+    )
+    return precheck(method, headers, policy, etag, modified, now=now)
+
+
+async def run_finishing(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    method: str,
+    request_headers: dict[str, str],
+    policy: CachePolicy | None,
+    extra: Headers,
+    max_body: int,
+    now: float,
+    on_complete: OnComplete | None = None,
+    status_header: str | None = None,
+) -> None:
+    """Run the app, buffering a response up to ``max_body`` bytes so it can get its ETag, policy
+    headers and conditional evaluation; a larger or trailer-carrying response is streamed with
+    only its headers touched."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+    size = 0
+    streaming = False
+
+    def with_extra(headers: Headers) -> Headers:
+        have = {n.lower() for n, _ in headers}
+        return headers + [(n, v) for n, v in extra if n not in have]
+
+    async def begin_stream() -> None:
+        nonlocal streaming
+        streaming = True
+        assert start is not None
+        headers = decorate(
+            method,
+            request_headers,
+            start["status"],
+            with_extra(_decode(start.get("headers"))),
+            None,
+            policy=policy,
+        )
+        if status_header:
+            headers.append(("cache-status", status_header))
+        await send({**start, "headers": _encode(headers)})
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start, size
+        if streaming:
+            await send(message)
+            return
+        mtype = message["type"]
+        if mtype == "http.response.start":
+            start = message
+            if message.get("trailers"):
+                await begin_stream()
+            return
+        if mtype != "http.response.body" or start is None:
+            if start is not None:
+                await begin_stream()
+            await send(message)
+            return
+        body = message.get("body", b"")
+        chunks.append(body)
+        size += len(body)
+        if message.get("more_body", False):
+            if size > max_body:
+                await begin_stream()
+                await send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
+                chunks.clear()
+            return
+        status = start["status"]
+        whole = b"".join(chunks)
+        headers = decorate(
+            method,
+            request_headers,
+            status,
+            with_extra(_decode(start.get("headers"))),
+            whole,
+            policy=policy,
+        )
+        if on_complete is not None:
+            headers = headers + await on_complete(status, headers, whole)
+        elif status_header:
+            headers.append(("cache-status", status_header))
+        status, headers, whole = apply_conditions(
+            method, request_headers, status, headers, whole, now=now
+        )
+        await send({**start, "status": status, "headers": _encode(headers)})
+        await send({"type": "http.response.body", "body": whole, "more_body": False})
+
+    await app(scope, receive, wrapped)
+
+
+class ConditionalMiddleware:
+    """Conditional requests (RFC 9110 §13) for every response of an ASGI app.
+
+    A complete GET 200 response gets a strong ETag hashed from its body (unless it has one) and
+    is answered 304 when the request's If-None-Match / If-Modified-Since match. Routes whose
+    policy (in ``policies``) has ``etag=`` / ``last_modified=`` callables are answered 304 or
+    412 *before* the app runs, which is where the savings are: no query, no serialization.
+    Unsafe methods with If-Match / If-Unmodified-Since get 412 when the validators say the
+    resource changed, so concurrent writers cannot overwrite each other.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policies: CachePolicies | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.policies = policies
+        self.max_body = max_body
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        match = self.policies.match(method, scope["path"]) if self.policies else None
+        if match is None and method not in GET_HEAD:
+            await self.app(scope, receive, send)
+            return
+        headers = header_dict(scope.get("headers") or ())
+        now = self.clock()
+        extra: Headers = []
+        if match is not None and match.policy.has_validators:
+            early, extra = await run_validators(match, scope, method, headers, now)
+            if early is not None:
+                await _send_whole(send, early[0], early[1], b"")
+                return
+        await run_finishing(
+            self.app,
+            scope,
+            receive,
+            send,
+            method=method,
+            request_headers=headers,
+            policy=match.policy if match else None,
+            extra=extra,
+            max_body=self.max_body,
+            now=now,
+        )
+
+
+class ResponseCacheMiddleware:
+    """A shared response cache for an ASGI app, per-route policy, safe by default.
+
+    Only routes with a policy in ``policies`` are touched. Responses are stored in ``backend``
+    (memory by default; a :class:`RedisBackend` shares them across processes), keyed by method,
+    path, normalized query and the request headers the response's ``Vary`` names. Hits carry
+    ``Age`` and ``Cache-Status`` (RFC 9211) and answer conditional requests themselves. Backend
+    failures are misses (fail open). Concurrent misses for one URL in one process wait for the
+    first one's response instead of all reaching the app.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policies: CachePolicies,
+        backend: CacheBackend | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.policies = policies
+        self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
+        self.max_body = max_body
+        self.clock = clock
+        self._inflight: dict[str, asyncio.Event] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        match = self.policies.match(method, scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        policy = match.policy
+        headers = header_dict(scope.get("headers") or ())
+        now = self.clock()
+        extra: Headers = []
+        if policy.has_validators:
+            early, extra = await run_validators(match, scope, method, headers, now)
+            if early is not None:
+                await _send_whole(send, early[0], early[1], b"")
+                return
+        reason = bypass_reason(method, headers, policy)
+        if reason is not None:
+            status_header = (
+                cache_status(hit=False, fwd="method")
+                if reason == "method"
+                else cache_status(hit=False, fwd="bypass", detail=reason)
+            )
+            await run_finishing(
+                self.app,
+                scope,
+                receive,
+                send,
+                method=method,
+                request_headers=headers,
+                policy=policy,
+                extra=extra,
+                max_body=self.max_body,
+                now=now,
+                status_header=status_header,
+            )
+            return
+
+        shape = "resp:" + match.pattern
+        primary = primary_key(
+            method, scope["path"], scope.get("query_string", b"").decode("latin-1")
+        )
+        entry, fwd = await self.store.alookup(primary, headers, shape)
+        if entry is None and method == "GET":
+            waiting = self._inflight.get(primary)
+            if waiting is not None:  # single-flight: let the first miss fill the entry
+                await waiting.wait()
+                entry, fwd = await self.store.alookup(primary, headers, shape)
+        if entry is not None:
+            status, out, body = hit_response(method, headers, entry, now=self.clock())
+            await _send_whole(send, status, out, body)
+            return
+
+        leader = method == "GET" and primary not in self._inflight
+        done = asyncio.Event()
+        if leader:
+            self._inflight[primary] = done
+
+        async def on_complete(status: int, out: Headers, body: bytes) -> Headers:
+            refusal = refusal_reason(status, header_dict(out))
+            if method != "GET":
+                refusal = refusal or "method"
+            ttl = policy.server_ttl
+            if refusal is not None or ttl is None:
+                return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
+            stored_at = self.clock()
+            stored = StoredResponse(
+                status, storable_headers(out, stored_at, len(body)), body, stored_at, ttl
+            )
+            ok = await self.store.astore(primary, headers, stored, policy, shape)
+            return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
+
+        forward = dict(scope)
+        forward["headers"] = [
+            (n, v)
+            for n, v in scope.get("headers") or ()
+            if n.decode("latin-1").lower() not in CONDITIONAL_REQUEST_HEADERS
+        ]
+        try:
+            await run_finishing(
+                self.app,
+                forward,
+                receive,
+                send,
+                method=method,
+                request_headers=headers,
+                policy=policy,
+                extra=extra,
+                max_body=self.max_body,
+                now=now,
+                on_complete=on_complete,
+                status_header=cache_status(hit=False, fwd=fwd, detail="too-large"),
+            )
+        finally:
+            if leader:
+                del self._inflight[primary]
+                done.set()

@@ -1,0 +1,303 @@
+"""Django adapters: middlewares for conditional requests and the response cache, and a
+``condition`` view decorator answering 304/412 from cheap validators before the view runs.
+
+Configure once in settings::
+
+    MIDDLEWARE = [
+        "lagless.cache.django.ConditionalMiddleware",
+        "lagless.cache.django.ResponseCacheMiddleware",
+        ...
+    ]
+    LAGLESS_CACHE = {
+        "policies": "myproject.caching.POLICIES",   # a CachePolicies, or its dotted path
+        "backend": "myproject.caching.BACKEND",     # a backend instance, or its dotted path
+    }
+
+Unlike ``django.middleware.http.ConditionalGetMiddleware`` (which runs the view and hashes its
+body), a route with ``etag=`` / ``last_modified=`` validators is answered without running the
+view at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.module_loading import import_string
+
+from lagless.cache._backend import CacheBackend
+from lagless.cache._conditional import GET_HEAD
+from lagless.cache._memory import MemoryBackend
+from lagless.cache._policy import CachePolicies, CachePolicy
+from lagless.cache._response import (
+    Headers,
+    StoredResponse,
+    apply_conditions,
+    bypass_reason,
+    cache_status,
+    decorate,
+    header_dict,
+    hit_response,
+    precheck,
+    primary_key,
+    refusal_reason,
+    storable_headers,
+)
+from lagless.cache._store import ResponseStore
+from lagless.cache.wsgi import environ_headers, validate
+
+__all__ = ["ConditionalMiddleware", "ResponseCacheMiddleware", "condition"]
+
+
+def _setting(name: str) -> Any:
+    value = getattr(settings, "LAGLESS_CACHE", {}).get(name)
+    if isinstance(value, str):
+        value = import_string(value)
+    return value
+
+
+def _policies() -> CachePolicies | None:
+    policies = _setting("policies")
+    if policies is not None and not isinstance(policies, CachePolicies):
+        raise TypeError("LAGLESS_CACHE['policies'] must be a CachePolicies (or its dotted path)")
+    return policies
+
+
+def build(status: int, headers: Headers, body: bytes) -> HttpResponse:
+    """A Django response from plain parts (no default Content-Type on bodiless answers)."""
+    response = HttpResponse(body, status=status)
+    if status == 304 or not any(n.lower() == "content-type" for n, _ in headers):
+        del response["Content-Type"]
+    for name, value in headers:
+        if name.lower() != "set-cookie":
+            response[name] = value
+    return response
+
+
+def _logic_headers(response: HttpResponseBase) -> Headers:
+    headers = list(response.items())
+    if response.cookies:
+        # Django keeps cookies apart from items(); the rules must still see that there are some.
+        headers.append(("set-cookie", "(django cookies)"))
+    return headers
+
+
+def _finish(
+    response: HttpResponseBase,
+    method: str,
+    request_headers: dict[str, str],
+    policy: CachePolicy | None,
+    extra: Headers,
+    now: float,
+    on_complete: Callable[[int, Headers, bytes], Headers] | None = None,
+) -> HttpResponseBase:
+    status = response.status_code
+    have = {n.lower() for n, _ in response.items()}
+    logic = _logic_headers(response) + [(n, v) for n, v in extra if n not in have]
+    body = None if response.streaming else response.content
+    headers = decorate(method, request_headers, status, logic, body, policy=policy)
+    if body is None:
+        _apply(response, headers)
+        return response
+    if on_complete is not None:
+        headers = headers + on_complete(status, headers, body)
+    new_status, headers, new_body = apply_conditions(
+        method, request_headers, status, headers, body, now=now
+    )
+    if new_status == status:
+        _apply(response, headers)
+        return response
+    replacement = build(new_status, headers, new_body)
+    if new_status == 304:
+        replacement.cookies = response.cookies
+    return replacement
+
+
+def _apply(response: HttpResponseBase, headers: Headers) -> None:
+    for name, value in headers:
+        if name.lower() != "set-cookie" and response.get(name) != value:
+            response[name] = value
+
+
+class ConditionalMiddleware:
+    """Conditional requests (RFC 9110 §13) for every Django response; see
+    :class:`lagless.cache.asgi.ConditionalMiddleware`."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+        self.policies = _policies()
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        method = request.method or "GET"
+        match = self.policies.match(method, request.path_info) if self.policies else None
+        if match is None and method not in GET_HEAD:
+            return self.get_response(request)
+        headers = environ_headers(request.META)
+        now = time.time()
+        extra: Headers = []
+        if match is not None and match.policy.has_validators:
+            early, extra = validate(match, request.META, method, headers, now)
+            if early is not None:
+                return build(early[0], early[1], b"")
+        response = self.get_response(request)
+        return _finish(response, method, headers, match.policy if match else None, extra, now)
+
+
+class ResponseCacheMiddleware:
+    """A shared response cache for Django views, per-route policy, safe by default; see
+    :class:`lagless.cache.asgi.ResponseCacheMiddleware` for the rules. Cookies set through
+    ``response.set_cookie`` count as ``Set-Cookie``: such responses are never stored."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+        policies = _policies()
+        if policies is None:
+            raise TypeError("ResponseCacheMiddleware needs LAGLESS_CACHE['policies']")
+        self.policies = policies
+        backend: CacheBackend | None = _setting("backend")
+        self.store = ResponseStore(backend if backend is not None else MemoryBackend(), time.time)
+        self._inflight: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        method = request.method or "GET"
+        match = self.policies.match(method, request.path_info)
+        if match is None:
+            return self.get_response(request)
+        policy = match.policy
+        headers = environ_headers(request.META)
+        now = time.time()
+        extra: Headers = []
+        if policy.has_validators:
+            early, extra = validate(match, request.META, method, headers, now)
+            if early is not None:
+                return build(early[0], early[1], b"")
+        reason = bypass_reason(method, headers, policy)
+        if reason is not None:
+            status_header = (
+                cache_status(hit=False, fwd="method")
+                if reason == "method"
+                else cache_status(hit=False, fwd="bypass", detail=reason)
+            )
+            response = self.get_response(request)
+            response["Cache-Status"] = status_header
+            return _finish(response, method, headers, policy, extra, now)
+
+        shape = "resp:" + match.pattern
+        primary = primary_key(method, request.path, request.META.get("QUERY_STRING", ""))
+        entry, fwd = self.store.lookup(primary, headers, shape)
+        if entry is None and method == "GET":
+            with self._lock:
+                waiting = self._inflight.get(primary)
+            if waiting is not None:
+                waiting.wait(timeout=30)
+                entry, fwd = self.store.lookup(primary, headers, shape)
+        if entry is not None:
+            return build(*hit_response(method, headers, entry, now=time.time()))
+
+        done = threading.Event()
+        with self._lock:
+            leader = method == "GET" and primary not in self._inflight
+            if leader:
+                self._inflight[primary] = done
+
+        def on_complete(status: int, out: Headers, body: bytes) -> Headers:
+            refusal = refusal_reason(status, header_dict(out))
+            if method != "GET":
+                refusal = refusal or "method"
+            ttl = policy.server_ttl
+            if refusal is not None or ttl is None:
+                return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
+            stored_at = time.time()
+            stored = StoredResponse(
+                status, storable_headers(out, stored_at, len(body)), body, stored_at, ttl
+            )
+            ok = self.store.store(primary, headers, stored, policy, shape)
+            return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
+
+        # The view sees the request without its conditions; the cache evaluates them against
+        # the full response it stores (RFC 9111 §4.3.2).
+        saved = {k: request.META.pop(k) for k in list(request.META) if k in _COND_META}
+        try:
+            response = self.get_response(request)
+        finally:
+            request.META.update(saved)
+            if leader:
+                with self._lock:
+                    del self._inflight[primary]
+                done.set()
+        return _finish(response, method, headers, policy, extra, now, on_complete)
+
+
+_COND_META = {
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_IF_RANGE",
+}
+
+
+def condition(
+    *,
+    etag: Callable[..., Any] | None = None,
+    last_modified: Callable[..., Any] | None = None,
+    policy: CachePolicy | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Answer conditional requests from cheap validators before the view runs.
+
+    ``etag(request, *args, **kwargs)`` returns the current ETag (e.g. a row's version, quoted
+    or not) and ``last_modified(...)`` a datetime/Unix time, or None when unknown; the same
+    call shape as Django's ``@condition``. A match costs the validator, not the view::
+
+        @condition(etag=lambda request, pk: Article.objects.values_list("version").get(pk=pk)[0])
+        def article(request, pk): ...
+
+    Unsafe methods (PUT, PATCH, DELETE) with a stale If-Match get 412.
+    """
+
+    def decorate_view(view: Callable[..., Any]) -> Callable[..., Any]:
+        def check(
+            request: HttpRequest, args: Any, kwargs: Any
+        ) -> tuple[HttpResponse | None, Headers, dict[str, str], float]:
+            headers = environ_headers(request.META)
+            now = time.time()
+            tag = etag(request, *args, **kwargs) if etag is not None else None
+            modified = last_modified(request, *args, **kwargs) if last_modified else None
+            method = request.method or "GET"
+            early, extra = precheck(
+                method, headers, policy or CachePolicy(), tag, modified, now=now
+            )
+            if early is not None:
+                return build(early[0], early[1], b""), extra, headers, now
+            return None, extra, headers, now
+
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                early, extra, headers, now = check(request, args, kwargs)
+                if early is not None:
+                    return early
+                response = await view(request, *args, **kwargs)
+                return _finish(response, request.method or "GET", headers, policy, extra, now)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            early, extra, headers, now = check(request, args, kwargs)
+            if early is not None:
+                return early
+            response = view(request, *args, **kwargs)
+            return _finish(response, request.method or "GET", headers, policy, extra, now)
+
+        return wrapper
+
+    return decorate_view
