@@ -18,6 +18,8 @@ from lagless._instrument import instrument
 from lagless._runtime import configure, get_runtime, recent_traces
 from lagless._spans import span
 from lagless._trace import SPAN_KINDS, Span, SpanKind, Trace, current_trace
+from lagless.detectors import Finding, Severity
+from lagless.detectors import analyze as detect
 from lagless.errors import ConfigError, IntegrationNotAvailable, LaglessError
 from lagless.integrations._base import install_integrations, uninstall_integrations
 
@@ -27,14 +29,17 @@ __all__ = [
     "SPAN_KINDS",
     "Config",
     "ConfigError",
+    "Finding",
     "IntegrationNotAvailable",
     "LaglessError",
+    "Severity",
     "Span",
     "SpanKind",
     "Trace",
     "__version__",
     "configure",
     "current_trace",
+    "detect",
     "export_traces",
     "get_runtime",
     "install_integrations",
