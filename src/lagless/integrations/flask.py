@@ -186,17 +186,16 @@ class _FlaskHooks:
                 return
             try:
                 app = self.app
-                registries = (
+                registries: tuple[dict[Any, list[Any]], ...] = (
                     app.before_request_funcs,
                     app.after_request_funcs,
                     app.teardown_request_funcs,
                 )
                 for registry in registries:
                     for funcs in registry.values():
-                        funcs[:] = [
-                            f if getattr(f, "__lagless_hook__", False) else _timed_hook(f, self.runtime)
-                            for f in funcs
-                        ]
+                        for i, fn in enumerate(funcs):
+                            if not getattr(fn, "__lagless_hook__", False):
+                                funcs[i] = _timed_hook(fn, self.runtime)
             except Exception as exc:
                 report_internal_error("flask:wrap-hooks", exc)
             self.hooks_wrapped = True

@@ -55,7 +55,8 @@ class _EnvironHeaders:
 
 
 def _default_route(environ: Environ) -> str | None:
-    """Frameworks (or the app itself) may leave the route template in ``environ["lagless.route"]``."""
+    """Frameworks (or the app itself) may leave the route template in
+    ``environ["lagless.route"]``."""
     return environ.get("lagless.route")
 
 

@@ -22,5 +22,9 @@ urlpatterns = [
     path("bad-query/", views.bad_query),
     path("stream/", views.stream),
     path("async-stream/", views.async_stream),
+    path("together/<int:pk>/", views.together),
+    path("write-many/", views.write_many),
+    path("with-timing/", views.with_timing),
+    path("orm-and-driver/", views.orm_and_driver),
     path("short-circuit/", views.item, {"slug": "never"}),
 ]

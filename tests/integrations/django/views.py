@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -67,3 +68,38 @@ async def async_user(request: Any, pk: int) -> JsonResponse:
 class BookView(View):
     def get(self, request: Any) -> HttpResponse:
         return HttpResponse(str(Book.objects.count()))
+
+
+#: Set by the concurrency test: both requests wait here, so they are in flight together.
+BARRIER: threading.Barrier | None = None
+
+
+def together(request: Any, pk: int) -> JsonResponse:
+    if BARRIER is not None:
+        BARRIER.wait()
+    title = Book.objects.get(pk=pk).title
+    if BARRIER is not None:
+        BARRIER.wait()
+    return JsonResponse({"title": title, "count": Book.objects.filter(pk=pk).count()})
+
+
+def write_many(request: Any) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE testapp_book SET pages = pages WHERE id = %s", [(1,), (2,), (3,)]
+        )
+        cursor.execute("UPDATE testapp_book SET pages = pages WHERE id <= %s", [2])
+    return HttpResponse("ok")
+
+
+def orm_and_driver(request: Any) -> HttpResponse:
+    """One ORM query, then one statement straight on the sqlite3 connection underneath."""
+    count = Book.objects.count()
+    connection.connection.execute("SELECT 1").fetchall()
+    return HttpResponse(str(count))
+
+
+def with_timing(request: Any) -> HttpResponse:
+    response = HttpResponse("x")
+    response["Server-Timing"] = "cdn;dur=1"
+    return response

@@ -28,25 +28,15 @@ from time import perf_counter_ns as _now
 from typing import Any
 
 from lagless._guard import report_internal_error
-from lagless._runtime import get_runtime
-from lagless._spans import _suppress_db, params_fingerprint, record
+from lagless._spans import _suppress_db, record
 from lagless._trace import Trace, _current_trace
 from lagless.errors import IntegrationNotAvailable
 from lagless.integrations._base import Integration
+from lagless.integrations._db import db_attrs, mark_new_connection, take_new_connection
 
 __all__ = ["DjangoDBIntegration"]
 
 _DISPATCH_UID = "lagless-django-db"
-
-
-def _copy_params(params: Any) -> Any:
-    """Parameters as plain lists/dicts (kept only with ``record_params``): the caller may reuse
-    and mutate its own sequence after the call."""
-    if isinstance(params, dict):
-        return dict(params)
-    if isinstance(params, list | tuple):
-        return [_copy_params(p) if isinstance(p, list | tuple | dict) else p for p in params]
-    return params
 
 
 class _ExecuteWrapper:
@@ -92,16 +82,14 @@ class _ExecuteWrapper:
         attrs: dict[str, Any] = {"driver": "django"}
         try:
             conn = context.get("connection")
-            if conn is not None:
-                attrs["db.system"] = conn.vendor
-            # executemany may be given a one-shot generator: never iterate it.
-            concrete = not many or isinstance(params, list | tuple)
-            if concrete:
-                attrs["params_hash"] = params_fingerprint(params)
-                if get_runtime().config.record_params:
-                    attrs["params"] = _copy_params(params)
-            if many:
-                attrs["many"] = True
+            attrs = db_attrs(
+                "django",
+                getattr(conn, "vendor", None),
+                params,
+                many=many,
+                sync=True,
+                new_connection=conn is not None and take_new_connection(conn, trace),
+            )
             if error is None:
                 cursor = context.get("cursor")
                 rows = getattr(cursor, "rowcount", -1) if cursor is not None else -1
@@ -143,7 +131,9 @@ class DjangoDBIntegration(Integration):
         from django.db.backends.signals import connection_created
 
         self.wrapper.active = True
-        connection_created.connect(self._on_connection_created, weak=False, dispatch_uid=_DISPATCH_UID)
+        connection_created.connect(
+            self._on_connection_created, weak=False, dispatch_uid=_DISPATCH_UID
+        )
         for conn in connections.all(initialized_only=True):
             self._add(conn)
 
@@ -160,8 +150,13 @@ class DjangoDBIntegration(Integration):
                 wrappers.remove(self.wrapper)
 
     def _on_connection_created(self, sender: Any, connection: Any = None, **kwargs: Any) -> None:
-        if connection is not None:
-            self._add(connection)
+        if connection is None:
+            return
+        self._add(connection)
+        trace = _current_trace.get()
+        if trace is not None:
+            # Opened inside a request: its first statement's span says so (new_connection).
+            mark_new_connection(connection, trace)
 
     def _add(self, conn: Any) -> None:
         wrappers = conn.execute_wrappers

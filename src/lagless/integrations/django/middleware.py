@@ -10,10 +10,10 @@ middleware's ``get_response`` leads, through Django's ``convert_exception_to_res
 to the handler's ``_get_response``. A timing probe replaces each middleware's ``get_response``
 attribute (instance attribute only; classes are untouched). Per request each probe writes the
 start and end of "everything inside this layer" into a small list on the request; the layer's own
-time is its total minus its inside. That costs two clock reads per layer and nothing when
-``middleware_timing`` is off. A layer whose next step cannot be found (a function-based
-middleware keeps ``get_response`` in a closure) is timed inclusively (``inclusive`` attribute),
-and the walk stops there.
+time is its total minus its inside. That costs two clock reads per layer, so it stays on; the
+``middleware_timing`` setting only decides whether the layers become spans. A layer whose next
+step cannot be found (a function-based middleware keeps ``get_response`` in a closure) is timed
+inclusively (``inclusive`` attribute), and the walk stops there.
 
 The ``handler`` span is the call into Django's ``_get_response`` (URL resolution, the
 ``process_view`` hooks and the view), named after the view's dotted path.
@@ -71,7 +71,7 @@ def _next_layer(get_response: Any) -> Any:
         elif isinstance(obj, AsyncToSync):
             obj = obj.awaitable
         elif inspect.isfunction(obj) and getattr(obj, "__wrapped__", None) is not None:
-            obj = obj.__wrapped__  # convert_exception_to_response(...)
+            obj = obj.__wrapped__  # type: ignore[attr-defined]  # convert_exception_to_response
         else:
             return obj
     return obj
@@ -141,10 +141,14 @@ class _Chain:
                 obj = _next_layer(inner.__lagless_probe__)
         self.n_slots = 2 * (len(self.names) + 1)
 
-    def record(self, trace: Trace, slots: list[int], handler: str | None) -> None:
+    def record(
+        self, trace: Trace, slots: list[int], handler: str | None, *, layers: bool = True
+    ) -> None:
+        """Turn one request's probe timings into ``middleware`` spans (each layer's own time:
+        its total minus the layer inside it) and the ``handler`` span."""
         names = self.names
         last = len(names)
-        for j in range(1, last + 1):
+        for j in range(1, last + 1 if layers else 1):
             start, end = slots[2 * j - 2], slots[2 * j - 1]
             if not start:
                 break  # an outer layer answered without calling this one
@@ -154,7 +158,11 @@ class _Chain:
                 inner = slots[2 * j + 1] - slots[2 * j]
             own = max(end - start - inner, 0)
             trace.add_span(
-                "middleware", names[j - 1], start, start + own, {"inclusive": True} if inclusive else None
+                "middleware",
+                names[j - 1],
+                start,
+                start + own,
+                {"inclusive": True} if inclusive else None,
             )
         if self.complete and handler is not None:
             start = slots[2 * last]
@@ -288,7 +296,7 @@ class LaglessMiddleware:
         if not rt.enabled:
             return self.get_response(request)
         trace = self._begin(request)
-        slots = self._slots(request, rt)
+        slots = self._slots(request)
         token = _set(trace)
         start = _now()
         try:
@@ -306,7 +314,7 @@ class LaglessMiddleware:
         if not rt.enabled:
             return await self.get_response(request)
         trace = self._begin(request)
-        slots = self._slots(request, rt)
+        slots = self._slots(request)
         token = _set(trace)
         start = _now()
         try:
@@ -333,9 +341,9 @@ class LaglessMiddleware:
         trace.attrs["framework"] = "django"
         return trace
 
-    def _slots(self, request: Any, rt: Runtime) -> list[int] | None:
+    def _slots(self, request: Any) -> list[int] | None:
         chain = self.chain
-        if chain is None or not rt.middleware_timing:
+        if chain is None:
             return None
         slots = [0] * chain.n_slots
         request.__dict__[_SLOTS] = slots
@@ -371,7 +379,7 @@ class LaglessMiddleware:
                 handler = getattr(match, "_func_path", None) or match.view_name
             if slots is not None and self.chain is not None:
                 slots[0], slots[1] = start, end
-                self.chain.record(trace, slots, handler)
+                self.chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
             trace.status = response.status_code
             if self.runtime.server_timing:
                 value = server_timing(trace, _now())
