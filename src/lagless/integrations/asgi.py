@@ -1,4 +1,5 @@
-"""Pure ASGI middleware that records one trace per HTTP request.
+"""Pure ASGI middleware that records one trace per HTTP request, and the layer timing that
+tells how long each middleware spends itself.
 
 A plain class wrapping ``send`` (the shape of Starlette's own ``GZipMiddleware``), never
 Starlette's ``BaseHTTPMiddleware``, which costs ~100 µs a request and breaks streaming and
@@ -6,22 +7,30 @@ contextvars. Non-HTTP scopes (lifespan, websocket) pass straight through.
 
 Per request it allocates one :class:`~lagless._trace.Trace` and one closure, sets the context
 variable, and at ``http.response.start`` adds the Server-Timing header; everything else (route
-template, header decoding) is deferred until something reads the trace.
+template, layer spans, header decoding) happens after the response is sent or when something
+reads the trace. This file is hand-written rather than built on a library because it *is* the
+per-request hot path: the target is at most 5 µs a request on top of a bare Starlette app.
+
+Layer timing (issue 2, item 5): :func:`time_chain` puts a :class:`TimedLayer` around each link
+of a middleware chain. A layer's *own* time is its time minus the time of the layer inside it,
+and minus the time its ``send`` calls spend outside it (in outer layers and the server), so a
+compressing middleware's work in its ``send`` wrapper is charged to it, not to the handler.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter_ns as _now
 from time import time as _wall
-from typing import Any
+from typing import Any, Final
 
 from lagless._guard import report_internal_error
 from lagless._runtime import Runtime, get_runtime
 from lagless._server_timing import server_timing
 from lagless._spans import error_text
-from lagless._trace import Trace, _current_trace
+from lagless._trace import Span, Trace, _current_trace
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,27 +38,60 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteResolver = Callable[[Scope], "str | None"]
+HandlerNamer = Callable[[Scope], str]
 
+__all__ = [
+    "LaglessMiddleware",
+    "TimedLayer",
+    "default_handler_name",
+    "default_route",
+    "layer_name",
+    "normalize_template",
+    "time_chain",
+]
+
+_get = _current_trace.get
 _set = _current_trace.set
 _reset = _current_trace.reset
+
+# ``{id:int}`` / ``{rest:path}`` -> ``{id}`` / ``{rest}``: Starlette and Litestar write the
+# convertor into the template; lagless reports one spelling so traces group across frameworks.
+_CONVERTOR: Final = re.compile(r"\{([^{}:]+):[^{}]*\}")
+_normalized: dict[str, str] = {}
+_NORMALIZED_MAX: Final = 4096
+
+# Body messages after which the response is complete: ``more_body`` false on a body, or the
+# path-send extension (which carries the whole file).
+_PATHSEND: Final = "http.response.pathsend"
+
+
+def normalize_template(template: str) -> str:
+    """``/users/{id:int}`` -> ``/users/{id}`` (cached: templates are few and repeat)."""
+    hit = _normalized.get(template)
+    if hit is not None:
+        return hit
+    out = _CONVERTOR.sub(r"{\1}", template) if ":" in template else template
+    if len(_normalized) < _NORMALIZED_MAX:
+        _normalized[template] = out
+    return out
 
 
 def default_route(scope: Scope) -> str | None:
     """The route template from what the framework's router left in the scope.
 
-    FastAPI (and Starlette >= 0.? routers that set it) put the matched route object in
-    ``scope["route"]``; Litestar puts ``scope["path_template"]``. Failing both, the template is
-    rebuilt from the path by putting each path parameter's name back in place of its value,
-    which is right for the usual ``/items/{id}`` shapes. ``None`` when no route matched.
+    Starlette (>= 0.33) and FastAPI put the matched route object in ``scope["route"]``; Litestar
+    puts ``scope["path_template"]``. Failing both, the template is rebuilt from the path by
+    putting each path parameter's name back in place of its value, which is right for the usual
+    ``/items/{id}`` shapes. ``None`` when no route matched.
     """
     route = scope.get("route")
     if route is not None:
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         if isinstance(template, str):
-            return template
+            return normalize_template(template)
     template = scope.get("path_template")
     if isinstance(template, str):
-        return template
+        return normalize_template(template)
     params = scope.get("path_params")
     if params is None:
         return None
@@ -66,13 +108,289 @@ def default_route(scope: Scope) -> str | None:
     return "/".join(segments)
 
 
+def _callable_name(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    while hasattr(fn, "func") and not hasattr(fn, "__qualname__"):  # functools.partial
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    return type(fn).__qualname__
+
+
+# id(endpoint) -> (endpoint, name); the endpoint is kept so an id is never reused.
+_handler_names: dict[int, tuple[Any, str]] = {}
+
+
+def default_handler_name(scope: Scope) -> str:
+    """The endpoint's qualified name: Starlette/FastAPI leave it in ``scope["endpoint"]``,
+    Litestar leaves its route handler (whose ``fn`` is the user's function) in
+    ``scope["route_handler"]``. ``<unmatched>`` when no route matched."""
+    key = scope.get("endpoint") or scope.get("route_handler")
+    if key is None:
+        return "<unmatched>"
+    hit = _handler_names.get(id(key))
+    if hit is not None and hit[0] is key:
+        return hit[1]
+    name = _handler_name(scope)
+    if len(_handler_names) < _NORMALIZED_MAX:
+        _handler_names[id(key)] = (key, name)
+    return name
+
+
+def _handler_name(scope: Scope) -> str:
+    name = _callable_name(scope.get("endpoint"))
+    if name is not None:
+        return name
+    handler = scope.get("route_handler")
+    if handler is not None:
+        name = _callable_name(getattr(handler, "fn", None)) or _callable_name(handler)
+        if name is not None:
+            return name
+    return "<unmatched>"
+
+
+def layer_name(layer: Any) -> str:
+    """What a middleware span is called: the middleware's class name.
+
+    A ``BaseHTTPMiddleware`` built from a function (``@app.middleware("http")``) is named
+    ``BaseHTTPMiddleware(func)``; a function middleware (Litestar's ``ASGIMiddleware`` returns a
+    closure) is named after the class whose method it closes over, else the factory function.
+    """
+    if isinstance(layer, TimedLayer):
+        layer = layer.app
+    dispatch = getattr(layer, "dispatch_func", None)
+    cls = type(layer)
+    if dispatch is not None and getattr(dispatch, "__self__", None) is not layer:
+        return f"{cls.__name__}({_callable_name(dispatch)})"
+    code = getattr(layer, "__code__", None)
+    if code is not None:
+        for cell in getattr(layer, "__closure__", None) or ():
+            try:
+                owner = getattr(cell.cell_contents, "__self__", None)
+            except ValueError:  # an empty cell
+                continue
+            if owner is not None:
+                return type(owner).__name__
+        qualname: str = getattr(layer, "__qualname__", code.co_name)
+        return qualname.split(".<locals>", 1)[0]
+    return cls.__name__
+
+
+class _LayeredTrace(Trace):
+    """A trace that also collects layer timings (only when ``middleware_timing`` is on and the
+    app's chain was timed). ``layers`` holds ``(layer, start_ns, own_ns, depth)`` records;
+    ``depth`` is how many timed layers the request is inside right now."""
+
+    __slots__ = ("depth", "handler", "handler_own", "handler_start", "layers", "sent")
+
+    layers: list[tuple[TimedLayer, int, int, int]] | None
+    depth: int
+    #: Nanoseconds spent in the server's ``send`` of streamed chunks so far.
+    sent: int
+    # The one timed layer of a bare app (the endpoint), kept in slots rather than a record
+    # list: this is every request's path.
+    handler: TimedLayer | None
+    handler_start: int
+    handler_own: int
+
+
+class TimedLayer:
+    """Wraps one link of a middleware chain and measures the time spent inside it, less the
+    time its outgoing ``send`` calls take (those run in outer layers and the server).
+
+    Does nothing but forward the call unless the current request's trace collects layer
+    timings, so it can stay in the chain when ``middleware_timing`` is switched off.
+    ``name`` ``None`` means "the endpoint", named per request from the scope.
+    """
+
+    __slots__ = ("app", "hint", "kind", "name", "own_send")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        kind: str = "middleware",
+        name: str | None = None,
+        hint: Any = None,
+        own_send: bool = True,
+    ) -> None:
+        self.app = app
+        self.kind = kind
+        self.name = name
+        #: Wrap ``send`` to time the calls going out of this layer. Needed when layers above
+        #: may work in their send wrappers (GZip); without it, the time outside is what the
+        #: server's own send took, which costs less (no extra coroutine per message).
+        self.own_send = own_send
+        #: The next link inside ``app``, when ``app`` does not expose it as ``.app``.
+        self.hint = hint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trace = _get()
+        if trace is None or type(trace) is not _LayeredTrace:
+            await self.app(scope, receive, send)
+            return
+        depth = trace.depth
+        if not self.own_send:
+            # Time outside is what the server's send took for streamed chunks (counted by
+            # LaglessMiddleware; other sends return at once unless the client is slow):
+            # right when the layers in between do next to nothing in their send wrappers.
+            sent_before = trace.sent
+            start = _now()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                own = _now() - start - (trace.sent - sent_before)
+                if trace.handler is None:
+                    trace.handler, trace.handler_start, trace.handler_own = self, start, own
+                else:
+                    trace.handler_own += own
+            return
+        trace.depth = depth + 1
+        sent = 0
+
+        async def timed_send(message: Message) -> None:
+            nonlocal sent
+            t0 = _now()
+            try:
+                await send(message)
+            finally:
+                sent += _now() - t0
+
+        start = _now()
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            trace.depth = depth
+            record = (self, start, _now() - start - sent, depth)
+            if trace.layers is None:
+                trace.layers = [record]
+            else:
+                trace.layers.append(record)
+
+    def __repr__(self) -> str:
+        return f"TimedLayer({self.kind}, {self.name or '<endpoint>'})"
+
+
+def _inner_link(node: Any) -> tuple[Any, Callable[[Any], None] | None]:
+    """The next link inside ``node`` and a way to replace it, or ``(None, None)``.
+
+    Middleware classes keep the next app as ``.app`` (Starlette's and Litestar's convention);
+    function middleware close over a variable named ``app``.
+    """
+    if isinstance(node, type) or hasattr(node, "__self__"):  # a class or a bound method
+        return None, None
+    inner = getattr(node, "app", None)
+    if inner is not None and callable(inner):
+
+        def set_attr(value: Any) -> None:
+            node.app = value
+
+        return inner, set_attr
+    code = getattr(node, "__code__", None)
+    closure = getattr(node, "__closure__", None)
+    if code is not None and closure and "app" in code.co_freevars:
+        cell = closure[code.co_freevars.index("app")]
+        try:
+            inner = cell.cell_contents
+        except ValueError:
+            return None, None
+        if callable(inner):
+
+            def set_cell(value: Any) -> None:
+                cell.cell_contents = value
+
+            return inner, set_cell
+    return None, None
+
+
+def time_chain(
+    top: Any,
+    *,
+    stop: Any = None,
+    time_stop: bool = True,
+    full: bool = True,
+    max_links: int = 64,
+) -> Any:
+    """Put a :class:`TimedLayer` around the links of the middleware chain that starts at
+    ``top`` and return the (possibly new) top.
+
+    The walk follows ``.app`` (or a closure's ``app``) down to ``stop`` (the router) or to the
+    first link with nothing inside (the endpoint). The innermost link is timed as the
+    ``handler``; with ``full``, every link above it is timed as ``middleware`` too. Without
+    ``full`` only the handler is timed, which is what a bare app needs: its framework layers
+    do next to nothing, and each timed link costs ~0.5 µs a request. ``time_stop=False``
+    leaves ``stop`` itself untimed (Litestar's router, whose routes are timed one by one).
+    """
+    # links[i] is a link; setters[i] replaces links[i] inside links[i - 1]; timed[i] says
+    # it was reached through a TimedLayer already wrapping it.
+    links: list[Any] = []
+    setters: list[Callable[[Any], None] | None] = []
+    timed: list[bool] = []
+    node: Any = top
+    setter: Callable[[Any], None] | None = None
+    hint: Any = None
+    through_timed = False
+    for _ in range(max_links):
+        if isinstance(node, TimedLayer):
+            # Already timed (a user middleware wrapped when it was built): look inside it.
+            hint, through_timed = node.hint, True
+            node, setter = node.app, None
+            continue
+        links.append(node)
+        setters.append(setter)
+        timed.append(through_timed)
+        through_timed = False
+        if node is stop:
+            break
+        inner, setter = _inner_link(node)
+        if inner is None and hint is not None:
+            inner, setter = hint, None
+        hint = None
+        if inner is None or inner is node:
+            break
+        node = inner
+    if not links:
+        return top
+    bottom = len(links) - 1
+    reached_stop = stop is not None and links[bottom] is stop
+    if reached_stop and not time_stop:
+        bottom -= 1
+        handler_at_bottom = False
+    else:
+        handler_at_bottom = stop is None or reached_stop
+    new_top = top
+    for i in range(bottom, -1, -1):
+        link = links[i]
+        is_handler = handler_at_bottom and i == bottom
+        if timed[i] or not (full or is_handler):
+            continue
+        shim = (
+            TimedLayer(link, kind="handler", own_send=full)
+            if is_handler
+            else TimedLayer(link, name=layer_name(link))
+        )
+        if i == 0:
+            new_top = shim
+        else:
+            set_link = setters[i]
+            if set_link is not None:
+                set_link(shim)
+    return new_top
+
+
 class LaglessMiddleware:
     """Trace every HTTP request of an ASGI app (FastAPI, Starlette, Litestar, Quart...).
 
     Prefer ``app = lagless.instrument(app)``, which picks this middleware, installs the driver
-    integrations and teaches it the framework's router. Used directly::
+    integrations, times the middleware layers and teaches it the framework's router. Used
+    directly::
 
         app = LaglessMiddleware(app)
+
+    ``timed_layers`` says that ``app``'s chain contains :class:`TimedLayer` links (see
+    :func:`time_chain`), so requests collect layer timings while ``middleware_timing`` is on.
     """
 
     def __init__(
@@ -82,23 +400,41 @@ class LaglessMiddleware:
         runtime: Runtime | None = None,
         route_resolver: RouteResolver | None = None,
         framework: str = "asgi",
+        handler_name: HandlerNamer | None = None,
+        timed_layers: bool = False,
     ) -> None:
         self.app = app
         self.runtime = runtime or get_runtime()
         self.route_resolver: RouteResolver = route_resolver or default_route
+        self.handler_name: HandlerNamer = handler_name or default_handler_name
         self.framework = framework
+        self.timed_layers = timed_layers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.runtime
-        if scope["type"] != "http" or not rt.enabled:
+        # A request already traced (an instrumented sub-app, an in-process call from a
+        # handler) stays in the outer trace.
+        if scope["type"] != "http" or not rt.enabled or _get() is not None:
             await self.app(scope, receive, send)
             return
-        trace = Trace(
-            scope["method"],
-            scope["path"],
-            start_time=_wall(),
-            request_headers=scope.get("headers"),
-        )
+        trace: Trace
+        layered: _LayeredTrace | None = None
+        if self.timed_layers and rt.middleware_timing:
+            trace = layered = _LayeredTrace(
+                scope["method"],
+                scope["path"],
+                start_time=_wall(),
+                request_headers=scope.get("headers"),
+            )
+            layered.layers = layered.handler = None
+            layered.depth = layered.sent = 0
+        else:
+            trace = Trace(
+                scope["method"],
+                scope["path"],
+                start_time=_wall(),
+                request_headers=scope.get("headers"),
+            )
         trace.attrs["framework"] = self.framework
         token = _set(trace)
         add_timing = rt.server_timing
@@ -111,18 +447,38 @@ class LaglessMiddleware:
                 trace.response_bytes += len(body)
                 if digest is not None:
                     digest.update(body)
-            elif mtype == "http.response.start":
+                if message.get("more_body", False):
+                    if layered is None:
+                        await send(message)
+                    else:
+                        # A streamed chunk may wait on a slow client (flow control): that
+                        # wait is the server's, and timed layers leave it out of their time.
+                        t0 = _now()
+                        try:
+                            await send(message)
+                        finally:
+                            layered.sent += _now() - t0
+                    return
+                # The response is complete once its last chunk is sent; work after it
+                # (background tasks) is not the client's latency.
+                await send(message)
+                trace.finish()
+                return
+            if mtype == "http.response.start":
                 try:
                     trace.status = message["status"]
                     headers = message.get("headers") or []
                     if add_timing:
-                        headers = list(headers)
-                        headers.append((b"server-timing", server_timing(trace, _now()).encode()))
+                        # Copied, never appended in place: the list may belong to a response
+                        # object that is sent again (a module-level constant response).
+                        headers = [*headers, (b"server-timing", _timing_value(trace))]
                         message = {**message, "headers": headers}
                     trace.set_response_headers(headers)
                 except Exception as exc:
                     report_internal_error("asgi:response-start", exc)
             await send(message)
+            if mtype == _PATHSEND:
+                trace.finish()
 
         try:
             await self.app(scope, receive, send_wrapper)
@@ -132,13 +488,67 @@ class LaglessMiddleware:
                 trace.status = 500
             raise
         finally:
-            trace.finish()
+            if not trace.duration_ns:
+                trace.finish()
             _reset(token)
             try:
                 if trace.route is None:
                     trace.route = self.route_resolver(scope)
+                if layered is not None:
+                    _layer_spans(layered, scope, self.handler_name)
                 if digest is not None:
                     trace.attrs["body_digest"] = digest.hexdigest()
                 rt.finish_trace(trace)
             except Exception as exc:
                 report_internal_error("asgi:finish", exc)
+
+
+def _timing_value(trace: Trace) -> bytes:
+    """The Server-Timing value as bytes.
+
+    The common case, no span recorded before the headers go out, is formatted here directly
+    as bytes (one ``%`` format, ~0.3 µs, where the general path costs ~0.7 µs); anything
+    else goes through :func:`lagless._server_timing.server_timing`.
+    """
+    now = _now()
+    if not trace.spans:
+        ms, frac = divmod((now - trace.start_ns) // 10_000, 100)
+        return b"app;dur=%d.%02d, total;dur=%d.%02d" % (ms, frac, ms, frac)
+    return server_timing(trace, now).encode("latin-1")
+
+
+def _layer_spans(trace: _LayeredTrace, scope: Scope, handler_name: HandlerNamer) -> None:
+    """Turn the layer records into ``middleware`` and ``handler`` spans of own time.
+
+    A layer called several times (a retrying middleware) gets one span with the sum. The
+    time of the layers one level deeper is taken off in proportion when several layers share
+    a depth (which a plain chain never does).
+    """
+    handler = trace.handler
+    if handler is not None:
+        # The bare app's case: only the endpoint is timed, outside any record list.
+        own = trace.handler_own
+        name = handler.name if handler.name is not None else handler_name(scope)
+        trace.spans.append(Span(handler.kind, name, trace.handler_start, own if own > 0 else 0))
+        trace.handler = None
+    records = trace.layers
+    if not records:
+        return
+    trace.layers = None
+    per_layer: dict[int, list[Any]] = {}
+    depth_total: dict[int, int] = {}
+    for layer, start, own, depth in records:
+        depth_total[depth] = depth_total.get(depth, 0) + own
+        acc = per_layer.get(id(layer))
+        if acc is None:
+            per_layer[id(layer)] = [layer, start, own, depth]
+        else:
+            acc[1] = min(acc[1], start)
+            acc[2] += own
+    for layer, start, own, depth in sorted(per_layer.values(), key=lambda a: a[3]):
+        below = depth_total.get(depth + 1, 0)
+        if below:
+            total = depth_total[depth]
+            own -= below if total == own else (below * own // total if total > 0 else 0)
+        name = layer.name if layer.name is not None else handler_name(scope)
+        trace.add_span(layer.kind, name, start, start + max(own, 0))
