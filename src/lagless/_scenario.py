@@ -268,7 +268,9 @@ def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], Locator]:
         data = {}
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         line = root.start_mark.line + 1 if root is not None else None
-        raise ScenarioError("a scenario must be a mapping at the top level", source=source, line=line)
+        raise ScenarioError(
+            "a scenario must be a mapping at the top level", source=source, line=line
+        )
 
     def key_lines(node: Any) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -329,9 +331,7 @@ def _build(data: Mapping[str, Any], locate: Locator, source: str) -> Scenario:
         raw_requests = [raw_requests]
     if not isinstance(raw_requests, list):
         raise fail("'request' must be a list of tables ([[request]] in TOML)", None, "request")
-    specs = tuple(
-        _request(i, item, locate, source, fail) for i, item in enumerate(raw_requests)
-    )
+    specs = tuple(_request(i, item, locate, source, fail) for i, item in enumerate(raw_requests))
     return Scenario(
         requests=specs, headers=headers, params=params, base_url=base_url, source=source
     )
@@ -360,7 +360,8 @@ def _request(
     for key in item:
         if key not in _REQUEST_KEYS:
             raise fail(
-                f"unknown request key {key!r} (expected one of: {', '.join(sorted(_REQUEST_KEYS))})",
+                f"unknown request key {key!r} "
+                f"(expected one of: {', '.join(sorted(_REQUEST_KEYS))})",
                 index,
                 key,
             )
@@ -494,7 +495,9 @@ class ScenarioState:
             body = _fill(spec.body, values, spec).encode()
         return PreparedRequest(spec, spec.method, url, tuple(headers), body)
 
-    def record(self, spec: RequestSpec, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    def record(
+        self, spec: RequestSpec, status: int, headers: Mapping[str, str], body: bytes
+    ) -> None:
         """Remember what ``spec`` captures from its response (a value that is absent is kept
         from before, so one failed response does not break every later request)."""
         for cap in spec.captures:
@@ -503,7 +506,9 @@ class ScenarioState:
                 self.captured[cap.var] = value
 
 
-def _fill(template: str, values: Mapping[str, Any], spec: RequestSpec, *, quote_values: bool = False) -> str:
+def _fill(
+    template: str, values: Mapping[str, Any], spec: RequestSpec, *, quote_values: bool = False
+) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:

@@ -55,7 +55,9 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise LaglessError("serving the example needs uvicorn: pip install 'lagless[example]'") from None
+        raise LaglessError(
+            "serving the example needs uvicorn: pip install 'lagless[example]'"
+        ) from None
     app = build_app(args.mode, args.db)
     print(f"lagless example ({args.mode}) on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -60,17 +60,20 @@ def resolve_target(
 
 
 def _explainer(target: Target) -> Any:
-    """An EXPLAIN runner on the target's databases, or ``None`` when none is reachable."""
-    if not target.in_process:
+    """An EXPLAIN runner on the target's (first) database, or ``None`` when there is none to
+    reach: a URL target, or an app whose engines the doctor cannot see. Missing-index findings
+    need it; every other detector works without."""
+    if not target.in_process or not target.database_urls:
         return None
-    try:
-        from lagless._explain import Explainer
-    except ImportError:
-        return None
-    factory = getattr(Explainer, "from_urls", None)
-    if factory is None:
-        return None
-    return factory(target.database_urls)
+    from lagless._explain import Explainer
+    from lagless.errors import ConfigError
+
+    for url in target.database_urls:
+        try:
+            return Explainer.from_url(url)
+        except ConfigError:
+            continue  # an in-memory or unsupported database: try the next one
+    return None
 
 
 def diagnose(

@@ -169,7 +169,9 @@ class Driver:
 
         spec = RequestSpec(method="GET", path=path, name=path)
         try:
-            resp = await self.send(PreparedRequest(spec, "GET", path, (("accept", "application/json"),), None))
+            resp = await self.send(
+                PreparedRequest(spec, "GET", path, (("accept", "application/json"),), None)
+            )
         except TargetError:
             return None
         if resp.status != 200:
@@ -215,7 +217,12 @@ def response_trace(req: PreparedRequest, route: str, resp: Response) -> Trace:
     measured there), else the round trip seen here.
     """
     path, _, query = req.url.partition("?")
-    trace = Trace(req.method, path, route=route, start_ns=0, request_headers=resp.request_headers or list(req.headers),
+    trace = Trace(
+        req.method,
+        path,
+        route=route,
+        start_ns=0,
+        request_headers=resp.request_headers or list(req.headers),
         query_string=query,
     )
     trace.status = resp.status

@@ -147,6 +147,7 @@ def _walk_starlette(routes: Iterable[Any], prefix: str) -> Iterable[Endpoint]:
         kind = type(route).__name__
         path = getattr(route, "path_format", None) or getattr(route, "path", "")
         if kind == "Mount":
+            path = str(getattr(route, "path", ""))  # path_format would add "{path}"
             inner = getattr(route, "routes", None)
             sub_app = getattr(route, "app", None)
             if inner:
@@ -173,7 +174,9 @@ def from_flask(app: Any) -> list[Endpoint]:
     out: list[Endpoint] = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
-            out.extend(_static_files(getattr(app, "static_folder", None), app.static_url_path or "/static"))
+            out.extend(
+                _static_files(getattr(app, "static_folder", None), app.static_url_path or "/static")
+            )
             continue
         path = _FLASK_ARG.sub(lambda m: "{" + m.group(1) + "}", rule.rule)
         for method in sorted(rule.methods or ()):
@@ -210,7 +213,10 @@ def from_django(patterns: Iterable[Any], prefix: str = "/") -> list[Endpoint]:
         if route is None:
             continue
         if hasattr(entry, "url_patterns"):
-            if getattr(entry, "app_name", None) == "admin" or getattr(entry, "namespace", None) == "admin":
+            if (
+                getattr(entry, "app_name", None) == "admin"
+                or getattr(entry, "namespace", None) == "admin"
+            ):
                 continue
             out.extend(from_django(entry.url_patterns, prefix + route))
             continue

@@ -32,14 +32,17 @@ body { max-width: 78rem; margin: 0 auto; padding: 1.5rem; }
 h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
 .muted { color: #646b78; } .warn { background: #fff4d6; padding: .6rem .9rem; border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
-th, td { padding: .35rem .55rem; border-bottom: 1px solid #eceae4; text-align: left; vertical-align: top; }
+th, td { padding: .35rem .55rem; border-bottom: 1px solid #eceae4; text-align: left;
+  vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bar { background: #e7e9ef; height: .55rem; border-radius: 3px; min-width: 2px; }
 .bar > span { display: block; height: 100%; background: #3b6fd8; border-radius: 3px; }
 .sev { display: inline-block; padding: .05rem .45rem; border-radius: 4px; font-size: .78rem;
   font-weight: 600; text-transform: uppercase; }
-.sev-critical { background: #c62828; color: #fff; } .sev-high { background: #f4c7c3; color: #8c1c13; }
-.sev-medium { background: #fbe7b5; color: #7a5300; } .sev-low { background: #d7ecf7; color: #114f6e; }
+.sev-critical { background: #c62828; color: #fff; }
+.sev-high { background: #f4c7c3; color: #8c1c13; }
+.sev-medium { background: #fbe7b5; color: #7a5300; }
+.sev-low { background: #d7ecf7; color: #114f6e; }
 .sev-info { background: #ececec; color: #555; }
 details.finding { background: #fff; border: 1px solid #e4e2dc; border-radius: 8px; margin: .6rem 0;
   padding: .5rem .9rem; }
@@ -84,7 +87,8 @@ def _routes_table(report: DoctorReport) -> str:
             f"<td class=num>{r.p95_ms:.1f}</td><td class=num>{r.p99_ms:.1f}</td>"
             f"<td class=num>{r.max_ms:.1f}</td><td class=num>{r.mean_queries:.0f}</td>"
             f"<td class=num>{r.mean_bytes:,.0f}</td>"
-            f'<td style="width:14rem"><div class=bar><span style="width:{width:.1f}%"></span></div></td>'
+            f'<td style="width:14rem"><div class=bar>'
+            f'<span style="width:{width:.1f}%"></span></div></td>'
             "</tr>"
         )
     return (
@@ -110,7 +114,11 @@ def _evidence_table(evidence: tuple[dict[str, Any], ...]) -> str:
         for k in keys:
             v = item.get(k, "")
             text = f"{v:.2f}" if isinstance(v, float) else str(v)
-            cells.append(f"<td><code>{_e(text)}</code></td>" if k in ("statement", "call") else f"<td>{_e(text)}</td>")
+            cells.append(
+                f"<td><code>{_e(text)}</code></td>"
+                if k in ("statement", "call")
+                else f"<td>{_e(text)}</td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class=muted>… {len(evidence) - 50} more</p>" if len(evidence) > 50 else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
@@ -131,7 +139,7 @@ def _findings(report: DoctorReport) -> str:
             f'<details class="finding" data-sev="{_e(f.severity)}"{opened}><summary>'
             f'<span class="sev sev-{_e(f.severity)}">{_e(f.severity)}</span> '
             f"<code>{_e(f.code)}</code> · {_e(f.method)} <code>{_e(f.route)}</code> · "
-            f"~{f.cost_ms:.1f} ms/request × {f.requests}{potential}</summary>"
+            f"~{f.cost_ms:.1f} ms/request x {f.requests}{potential}</summary>"
             f"<p>{_e(f.title)}</p>{_evidence_table(f.evidence)}"
             f"<p><strong>Fix</strong></p><pre>{_e(f.fix)}</pre></details>"
         )
@@ -151,8 +159,10 @@ def waterfall(trace: Trace) -> str:
         name = redact(span.name) if span.kind == "db" else span.name
         rows.append(
             "<tr>"
-            f'<td>{_e(span.kind)}</td><td><div class="wf-label" title="{_e(name)}">{_e(name)}</div></td>'
-            f"<td class=num>{trace.offset_ms(span):.2f}</td><td class=num>{span.duration_ms:.2f}</td>"
+            f"<td>{_e(span.kind)}</td>"
+            f'<td><div class="wf-label" title="{_e(name)}">{_e(name)}</div></td>'
+            f"<td class=num>{trace.offset_ms(span):.2f}</td>"
+            f"<td class=num>{span.duration_ms:.2f}</td>"
             f'<td style="width:40%"><div class=wf><span style="left:{left:.2f}%;width:{width:.2f}%;'
             f'background:{colour}"></span></div></td></tr>'
         )
@@ -185,7 +195,8 @@ def _waterfalls(report: DoctorReport) -> str:
         opened = " open" if i == 0 else ""
         parts.append(
             f"<details{opened}><summary>{_e(r.method)} <code>{_e(r.route)}</code> "
-            f"(median request, p50 {r.p50_ms:.1f} ms)</summary>{waterfall(r.representative)}</details>"
+            f"(median request, p50 {r.p50_ms:.1f} ms)</summary>"
+            f"{waterfall(r.representative)}</details>"
         )
     return "".join(parts)
 
@@ -202,7 +213,8 @@ def render_html(report: DoctorReport) -> str:
     skipped = ""
     if run.skipped:
         items = "".join(
-            f"<li>{_e(s.method)} <code>{_e(s.route)}</code>: {_e(s.reason)}</li>" for s in run.skipped
+            f"<li>{_e(s.method)} <code>{_e(s.route)}</code>: {_e(s.reason)}</li>"
+            for s in run.skipped
         )
         skipped = f"<h2>Skipped routes</h2><ul>{items}</ul>"
     failures = ""

@@ -78,7 +78,9 @@ class DoctorReport:
         }
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
+        )
 
     def write_html(self, path: str | Path) -> None:
         from lagless.doctor._html import render_html
@@ -88,18 +90,19 @@ class DoctorReport:
     # -- terminal ------------------------------------------------------------------------------
 
     def print(self, console: Console, *, max_evidence: int = 3) -> None:
+        from rich.markup import escape
         from rich.table import Table
         from rich.text import Text
 
         run = self.run
         if run.source == "analyze":
             console.print(
-                f"[bold]lagless analyze[/] · {run.target} · {len(run.traces)} traces "
+                f"[bold]lagless analyze[/] · {escape(run.target)} · {len(run.traces)} traces "
                 f"over {len(self.routes)} routes"
             )
         else:
             console.print(
-                f"[bold]lagless doctor[/] · {run.target} · {len(run.traces)} measured requests "
+                f"[bold]lagless doctor[/] · {escape(run.target)} · {len(run.traces)} measured requests "
                 f"over {len(self.routes)} routes in {run.elapsed_s:.1f} s"
             )
         if run.limited:
@@ -142,11 +145,9 @@ class DoctorReport:
             head.append(f" {f.severity.upper()} ", style=SEVERITY_STYLE.get(f.severity, ""))
             head.append(f" {f.code} ", style="bold")
             head.append(f"{f.method} {f.route}")
-            head.append(
-                f"  ~{f.cost_ms:.1f} ms/request × {f.requests}", style="dim"
-            )
+            head.append(f"  ~{f.cost_ms:.1f} ms/request x {f.requests}", style="dim")
             console.print(head)
-            console.print(f"    {f.title}")
+            console.print(Text(f"    {f.title}"))
             for item in f.evidence[:max_evidence]:
                 console.print(Text("      · " + evidence_line(item), style="dim"))
             if len(f.evidence) > max_evidence:
@@ -155,11 +156,11 @@ class DoctorReport:
         if run.skipped:
             console.print(f"\n[bold]Skipped[/] {len(run.skipped)} route(s):")
             for s in run.skipped:
-                console.print(f"  {s.method} {s.route}: {s.reason}")
+                console.print(Text(f"  {s.method} {s.route}: {s.reason}"))
         if run.failures:
             console.print(f"\n[bold red]Failed requests[/] ({len(run.failures)}):")
             for line in _dedupe(run.failures)[:10]:
-                console.print(f"  {line}")
+                console.print(Text(f"  {line}"))
         counts = self.counts()
         summary = ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
         console.print(f"\n[bold]Summary:[/] {summary or 'no findings'}")
@@ -171,11 +172,13 @@ def evidence_line(item: dict[str, Any], width: int = 110) -> str:
     what = " ".join(str(what).split())
     parts = []
     if "count" in item:
-        parts.append(f"{item['count']}×")
+        parts.append(f"{item['count']}x")
     if "total_ms" in item:
         parts.append(f"{float(item['total_ms']):.1f} ms")
     extra = [
-        f"{k}={v}" for k, v in item.items() if k not in ("statement", "call", "name", "count", "total_ms")
+        f"{k}={v}"
+        for k, v in item.items()
+        if k not in ("statement", "call", "name", "count", "total_ms")
     ]
     line = (" ".join(parts) + " " if parts else "") + what
     if extra:
@@ -195,4 +198,4 @@ def _dedupe(lines: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     for line in lines:
         counts[line] = counts.get(line, 0) + 1
-    return [f"{line} (×{n})" if n > 1 else line for line, n in counts.items()]
+    return [f"{line} (x{n})" if n > 1 else line for line, n in counts.items()]

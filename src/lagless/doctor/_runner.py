@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,7 +69,9 @@ class RunResult:
 ProgressHook = Callable[[str, int, int], None]
 
 
-def plan_requests(endpoints: list[Endpoint], scenario: Scenario | None) -> tuple[list[RequestSpec], list[Skipped]]:
+def plan_requests(
+    endpoints: list[Endpoint], scenario: Scenario | None
+) -> tuple[list[RequestSpec], list[Skipped]]:
     """The specs to run and the endpoints left out (with why). Pure: no I/O."""
     scenario = scenario or Scenario()
     plan: list[RequestSpec] = list(scenario.requests)
@@ -78,7 +81,9 @@ def plan_requests(endpoints: list[Endpoint], scenario: Scenario | None) -> tuple
             continue
         if ep.method not in ("GET", "HEAD"):
             skipped.append(
-                Skipped(ep.method, ep.path, "not a safe method; name it in a scenario to exercise it")
+                Skipped(
+                    ep.method, ep.path, "not a safe method; name it in a scenario to exercise it"
+                )
             )
             continue
         params: dict[str, Any] = {}
@@ -93,7 +98,9 @@ def plan_requests(endpoints: list[Endpoint], scenario: Scenario | None) -> tuple
         if missing:
             names = ", ".join(missing)
             skipped.append(
-                Skipped(ep.method, ep.path, f"no value for {names}; add it under [params] in a scenario")
+                Skipped(
+                    ep.method, ep.path, f"no value for {names}; add it under [params] in a scenario"
+                )
             )
             continue
         query = tuple((q, "{" + q + "}") for q in ep.query)
@@ -110,6 +117,14 @@ def plan_requests(endpoints: list[Endpoint], scenario: Scenario | None) -> tuple
     return plan, skipped
 
 
+def _matches(template: str, path: str) -> bool:
+    """Whether concrete ``path`` is an instance of route ``template`` (``/static/{name}``)."""
+    if "{" not in template or "{" in path:
+        return False
+    pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path) is not None
+
+
 class _Collector:
     def __init__(self) -> None:
         self.on = False
@@ -120,7 +135,9 @@ class _Collector:
             self.traces.append(trace)
 
 
-async def run(target: Target, options: RunOptions, progress: ProgressHook | None = None) -> RunResult:
+async def run(
+    target: Target, options: RunOptions, progress: ProgressHook | None = None
+) -> RunResult:
     """Exercise ``target`` and return the traces of the measured rounds."""
     if options.runs < 1:
         raise LaglessError("--runs must be at least 1")
@@ -204,9 +221,13 @@ async def run(target: Target, options: RunOptions, progress: ProgressHook | None
                     path = asset.split("?", 1)[0]
                     if path not in known:
                         known.add(path)
-                        new = RequestSpec(method="GET", path=path, name=f"GET {path}", source="page")
+                        new = RequestSpec(
+                            method="GET", path=path, name=f"GET {path}", source="page"
+                        )
                         plan.append(new)
                         await one(new, False)
+            # A template route reached through a page's assets is no longer "skipped".
+            skipped = [s for s in skipped if not any(_matches(s.route, p.path) for p in plan)]
             for _ in range(max(options.warmup, 1) - 1):
                 for spec in plan:
                     await one(spec, False)

@@ -20,7 +20,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lagless.doctor._discovery import Endpoint, from_django, from_flask, from_openapi, from_starlette, merge
+from lagless.doctor._discovery import (
+    Endpoint,
+    from_django,
+    from_flask,
+    from_openapi,
+    from_starlette,
+    merge,
+)
 from lagless.errors import LaglessError
 
 
@@ -66,8 +73,9 @@ def _framework_of(app: Any) -> str | None:
 def _is_asgi(app: Any) -> bool:
     if inspect.iscoroutinefunction(app):
         return True
-    call = getattr(type(app), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    if not callable(app):
+        return False
+    return inspect.iscoroutinefunction(type(app).__call__)
 
 
 def import_app(spec: str) -> Any:
@@ -88,7 +96,9 @@ def import_app(spec: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise TargetError(f"{module_name!r} has no attribute {attr.removesuffix('()')!r}") from None
+            raise TargetError(
+                f"{module_name!r} has no attribute {attr.removesuffix('()')!r}"
+            ) from None
     if call:
         obj = obj()
     return obj
@@ -171,7 +181,9 @@ def django_target(settings_module: str) -> Target:
         import django
         from django.conf import settings
     except ImportError:
-        raise TargetError("--django needs Django installed: pip install 'lagless[django]'") from None
+        raise TargetError(
+            "--django needs Django installed: pip install 'lagless[django]'"
+        ) from None
     try:
         middleware = list(settings.MIDDLEWARE)
     except Exception as exc:
@@ -196,7 +208,8 @@ def django_target(settings_module: str) -> Target:
         from lagless.integrations.wsgi import LaglessWSGIMiddleware
 
         def resolve(environ: dict[str, Any]) -> str | None:
-            from django.urls import Resolver404, resolve as django_resolve
+            from django.urls import Resolver404
+            from django.urls import resolve as django_resolve
 
             try:
                 match = django_resolve(environ.get("PATH_INFO", "/"))

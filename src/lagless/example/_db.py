@@ -13,7 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 from lagless.errors import LaglessError
@@ -36,8 +41,8 @@ def _urls(db_url: str | None, mode: str) -> tuple[str, str, dict[str, Any]]:
     if db_url is None:
         from lagless.example._seed import sqlite_path
 
-        path = sqlite_path(mode)
-        return f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", {}
+        seeded = sqlite_path(mode)
+        return f"sqlite+aiosqlite:///{seeded}", f"sqlite:///{seeded}", {}
     url = make_url(db_url)
     backend = url.get_backend_name()
     if backend == "sqlite":

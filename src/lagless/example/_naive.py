@@ -10,7 +10,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path as PathParam, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -62,7 +63,8 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
             book = (await session.execute(select(Book).where(Book.isbn == isbn))).scalar()
         if book is None:
             raise HTTPException(404, "no such book")
-        return jsonable_encoder(_book(book))
+        encoded: dict[str, Any] = jsonable_encoder(_book(book))
+        return encoded
 
     @app.get("/api/books/{book_id}")
     async def book_detail(book_id: int = PathParam(examples=[42])) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
             crumb = (
                 await session.execute(select(Author).where(Author.id == book.author_id))
             ).scalar_one()
-        return jsonable_encoder(
+        detail: dict[str, Any] = jsonable_encoder(
             {
                 **_book(book),
                 "author": {"id": author.id, "name": author.name, "country": author.country},
@@ -106,6 +108,7 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
                 "related": [{"id": b.id, "title": b.title} for b in related],
             }
         )
+        return detail
 
     @app.get("/api/reviews/recent")
     async def recent_reviews() -> list[dict[str, Any]]:

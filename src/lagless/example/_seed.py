@@ -25,15 +25,100 @@ BOOKS: Final[int] = 12_000
 REVIEWS: Final[int] = 48_000
 _SEED: Final[int] = 20_260_101
 
-_WORDS = (
-    "river silent garden winter empire shadow letter glass orchard harbor distant quiet "
-    "atlas copper lantern meadow storm echo paper island northern velvet hollow summer "
-    "machine ember signal thread marble forest ledger crown salt mirror tide falcon"
-).split()
-_FIRST = "Ada Ben Clara Dmitri Elena Farid Greta Hiro Ines Jonas Kemi Lena Marco Nadia Omar".split()
-_LAST = "Achebe Borges Calvino Duras Eco Ferrante Grass Hesse Ishiguro Jansson Kundera Lem".split()
-_COUNTRIES = "Nigeria Argentina Italy France Japan Germany Sweden Poland Chile India Canada".split()
-_GENRES = "fiction mystery history science poetry travel fantasy biography essays drama".split()
+_WORDS = [
+    "river",
+    "silent",
+    "garden",
+    "winter",
+    "empire",
+    "shadow",
+    "letter",
+    "glass",
+    "orchard",
+    "harbor",
+    "distant",
+    "quiet",
+    "atlas",
+    "copper",
+    "lantern",
+    "meadow",
+    "storm",
+    "echo",
+    "paper",
+    "island",
+    "northern",
+    "velvet",
+    "hollow",
+    "summer",
+    "machine",
+    "ember",
+    "signal",
+    "thread",
+    "marble",
+    "forest",
+    "ledger",
+    "crown",
+    "salt",
+    "mirror",
+    "tide",
+    "falcon",
+]
+_FIRST = [
+    "Ada",
+    "Ben",
+    "Clara",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Omar",
+]
+_LAST = [
+    "Achebe",
+    "Borges",
+    "Calvino",
+    "Duras",
+    "Eco",
+    "Ferrante",
+    "Grass",
+    "Hesse",
+    "Ishiguro",
+    "Jansson",
+    "Kundera",
+    "Lem",
+]
+_COUNTRIES = [
+    "Nigeria",
+    "Argentina",
+    "Italy",
+    "France",
+    "Japan",
+    "Germany",
+    "Sweden",
+    "Poland",
+    "Chile",
+    "India",
+    "Canada",
+]
+_GENRES = [
+    "fiction",
+    "mystery",
+    "history",
+    "science",
+    "poetry",
+    "travel",
+    "fantasy",
+    "biography",
+    "essays",
+    "drama",
+]
 _EPOCH = dt.datetime(2020, 1, 1)
 
 
@@ -89,8 +174,11 @@ def reviews() -> Iterator[tuple[Any, ...]]:
 
 
 def cache_dir() -> Path:
-    """Where seeded databases live: ``$LAGLESS_CACHE_DIR``, else the platform cache dir."""
-    explicit = os.environ.get("LAGLESS_CACHE_DIR")
+    """Where seeded databases live: the ``cache_dir`` setting (``LAGLESS_CACHE_DIR``), else
+    ``$XDG_CACHE_HOME/lagless``, else ``~/.cache/lagless``."""
+    from lagless._runtime import get_runtime
+
+    explicit = get_runtime().config.cache_dir
     if explicit:
         return Path(explicit)
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -177,7 +265,9 @@ def seed_sqlalchemy(sync_url: str, mode: str, schema: str) -> None:
         engine.dispose()
 
 
-def _insert_batches(conn: Any, stmt: Any, model: Any, rows: Iterator[tuple[Any, ...]], size: int) -> None:
+def _insert_batches(
+    conn: Any, stmt: Any, model: Any, rows: Iterator[tuple[Any, ...]], size: int
+) -> None:
     columns = [c.key for c in model.__table__.columns]
     batch: list[dict[str, Any]] = []
     for row in rows:

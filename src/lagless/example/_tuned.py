@@ -24,11 +24,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
-from starlette.middleware.gzip import GZipMiddleware
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
+from starlette.middleware.gzip import GZipMiddleware
 
 import lagless
 from lagless.example._db import Database
@@ -137,7 +138,9 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
         return _cached_json(request, {"items": items, "next": cursor}, max_age=60)
 
     @app.get("/api/books/by-isbn/{isbn}")
-    async def book_by_isbn(request: Request, isbn: str = PathParam(examples=[ISBN_EXAMPLE])) -> Response:
+    async def book_by_isbn(
+        request: Request, isbn: str = PathParam(examples=[ISBN_EXAMPLE])
+    ) -> Response:
         async with db.sessions() as session:
             book = (
                 await session.execute(
