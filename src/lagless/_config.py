@@ -171,6 +171,13 @@ SETTINGS: dict[str, Setting] = {
             "Append every finished trace to this "
             "file as a JSON line (the format `lagless analyze` reads).",
         ),
+        Setting(
+            "cache_dir",
+            _parse_optional_str,
+            None,
+            "Where lagless keeps files it builds once (the example's seeded database); "
+            "default: $XDG_CACHE_HOME/lagless or ~/.cache/lagless.",
+        ),
     )
 }
 
