@@ -28,7 +28,7 @@ from time import perf_counter_ns as _now
 from typing import Any, Final
 
 from lagless._guard import report_internal_error
-from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._spans import error_text, on_event_loop, params_fingerprint, record
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._clients import Patches, as_text, fold, record_params
@@ -63,7 +63,7 @@ _CACHE: Final = "cache"
 
 
 def _command_name(arg: Any) -> str:
-    return as_text(arg).upper()
+    return arg.upper() if type(arg) is str else as_text(arg).upper()
 
 
 def _first_key(name: str, args: Sequence[Any], options: dict[str, Any]) -> Any:
@@ -86,7 +86,7 @@ def _read_outcome(name: str, args: Sequence[Any], result: Any) -> tuple[int, int
         return (0, 1) if result is None else (1, 0)
     if name in _COLLECTION_READS:
         return (1, 0) if result else (0, 1)
-    if name in _MULTI_READS and isinstance(result, list | tuple):
+    if name in _MULTI_READS and isinstance(result, _SEQUENCES):
         hits = sum(1 for value in result if value is not None)
         return hits, len(result) - hits
     if name in _EXISTS_READS:
@@ -96,8 +96,13 @@ def _read_outcome(name: str, args: Sequence[Any], result: Any) -> tuple[int, int
     return None
 
 
+# Tuples, not ``X | Y`` unions: ``isinstance`` checks a tuple several times faster.
+_SIZED: Final = (bytes, str, bytearray, memoryview)
+_SEQUENCES: Final = (list, tuple)
+
+
 def _size(value: Any) -> int | None:
-    if isinstance(value, bytes | str | bytearray | memoryview):
+    if isinstance(value, _SIZED):
         return len(value)
     return None
 
@@ -108,8 +113,8 @@ def _value_bytes(name: str, args: Sequence[Any], result: Any) -> int | None:
     if pos is not None:
         return _size(args[pos]) if len(args) > pos else None
     size = _size(result)
-    if size is None and name in _MULTI_READS and isinstance(result, list | tuple):
-        return sum(len(v) for v in result if isinstance(v, bytes | str))
+    if size is None and name in _MULTI_READS and isinstance(result, _SEQUENCES):
+        return sum(len(v) for v in result if isinstance(v, _SIZED))
     return size
 
 
@@ -147,7 +152,11 @@ def _record_command(
                 attrs["bytes"] = size
         if on_loop:
             attrs["on_loop"] = True
-        record(trace, _CACHE, name, start, end, error=error, **attrs)
+        if error is not None:
+            attrs["error"] = error_text(error)
+        # Straight to ``add_span``: ``record(**attrs)`` would repack the dict on a per-command
+        # path (this function is the whole of what lagless adds to a ~30 µs round trip).
+        trace.add_span(_CACHE, name, start, end, attrs)
     except Exception as exc:
         report_internal_error("redis:command", exc)
 

@@ -1,0 +1,310 @@
+"""The three apps the overhead benchmark compares (Starlette, Flask, Django), each built in
+three arms (bare, lagless, OpenTelemetry), and the probes that call them as raw ASGI/WSGI
+callables, the way a server would, without a test client's own cost in the measurement."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import sqlite3
+import sys
+import types
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+import lagless
+from lagless.integrations import install_integrations
+
+SQL = "SELECT id, name FROM items WHERE id = ?"
+PATH = "/items/7"
+
+#: What the run had to work around (a missing library, a fallback), printed at the end.
+notes: list[str] = []
+
+
+# -- the apps -------------------------------------------------------------------------------------
+
+
+def make_db(wrap: Callable[[Any], Any] | None = None, *, plain: bool = False) -> Any:
+    """An in-memory database of 100 items. ``sqlite3.connect`` is looked up at call time, so a
+    connection made after lagless's sqlite3 integration is installed is a traced one, unless
+    ``plain`` asks for the unpatched ``connect``."""
+    connect = inspect.unwrap(sqlite3.connect) if plain else sqlite3.connect
+    conn = connect(":memory:", check_same_thread=False)
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(100)])
+    conn.commit()
+    return wrap(conn) if wrap else conn
+
+
+def fetch_item(conn: Any, item_id: int) -> dict[str, Any]:
+    # Through a cursor: OpenTelemetry's dbapi proxy traces cursors, not the connection's
+    # ``execute`` shortcut, and the comparison must trace the same statement in both.
+    cur = conn.cursor()
+    cur.execute(SQL, (item_id,))
+    row = cur.fetchone()
+    return {"id": row[0], "name": row[1]}
+
+
+def starlette_app(conn: Any) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def item(request: Any) -> Any:
+        return JSONResponse(fetch_item(conn, request.path_params["item_id"]))
+
+    return Starlette(routes=[Route("/items/{item_id:int}", item)])
+
+
+def flask_app(conn: Any, name: str) -> Any:
+    from flask import Flask
+
+    app = Flask(f"bench_{name}")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return fetch_item(conn, item_id)
+
+    return app
+
+
+_django_conns: dict[str, Any] = {}
+
+
+def _django_view(request: Any, item_id: int) -> Any:
+    from django.http import JsonResponse
+
+    return JsonResponse(fetch_item(_django_conns[request.META["bench.arm"]], item_id))
+
+
+def _django_setup() -> None:
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    from django.urls import path
+
+    urls = types.ModuleType("lagless_bench_urls")
+    urls.urlpatterns = [path("items/<int:item_id>", _django_view)]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=urls.__name__,
+        MIDDLEWARE=[],
+        INSTALLED_APPS=[],
+        DATABASES={},
+        USE_TZ=True,
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+
+def django_app(conn: Any, arm: str, *, lagless_on: bool) -> Any:
+    """Django's WSGI handler with ``MIDDLEWARE = []`` or ``["lagless.django.LaglessMiddleware"]``.
+    The handler reads the setting once, when built, so the arms coexist in one process."""
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    _django_setup()
+    _django_conns[arm] = conn
+    settings.MIDDLEWARE = ["lagless.django.LaglessMiddleware"] if lagless_on else []
+    try:
+        handler: Any = WSGIHandler()
+    except ImportError as exc:
+        settings.MIDDLEWARE = []
+        from lagless.integrations.wsgi import LaglessWSGIMiddleware
+
+        note(f"Django: lagless.django.LaglessMiddleware unavailable ({exc}); generic WSGI used")
+        handler = LaglessWSGIMiddleware(WSGIHandler())
+    finally:
+        settings.MIDDLEWARE = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["bench.arm"] = arm
+        return handler(environ, start_response)
+
+    return app
+
+
+def note(text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def instrument(app: Any, kind: str) -> Any:
+    """``lagless.instrument(app)``; the generic middleware (noted) when the framework's own
+    integration is not importable."""
+    try:
+        return lagless.instrument(app)
+    except ImportError as exc:
+        note(f"{kind}: framework integration unavailable ({exc}); generic middleware used")
+    if kind == "starlette":
+        from lagless.integrations.asgi import LaglessMiddleware
+
+        return LaglessMiddleware(app)
+    from lagless.integrations.wsgi import LaglessWSGIMiddleware
+
+    return LaglessWSGIMiddleware(app)
+
+
+def build_arms(kind: str, arm: str, provider: Any) -> Any:
+    """The app for one framework and arm. The lagless arm installs lagless's integrations
+    first, so its connection is a traced one; the others use plain connections."""
+    if arm == "lagless":
+        install_integrations(["sqlite3"])
+        conn = make_db()
+        if kind == "starlette":
+            return instrument(starlette_app(conn), kind)
+        if kind == "flask":
+            return instrument(flask_app(conn, arm), kind)
+        return django_app(conn, arm, lagless_on=True)
+    if arm == "otel":
+        from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+
+        def wrap(c: Any) -> Any:
+            return SQLite3Instrumentor.instrument_connection(c, tracer_provider=provider)
+
+        conn = _plain_db(wrap)
+        if kind == "starlette":
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as OtelASGI
+
+            return OtelASGI(starlette_app(conn), tracer_provider=provider)
+        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as OtelWSGI
+
+        if kind == "flask":
+            app = flask_app(conn, arm)
+            app.wsgi_app = OtelWSGI(app.wsgi_app, tracer_provider=provider)
+            return app
+        return OtelWSGI(django_app(conn, arm, lagless_on=False), tracer_provider=provider)
+    conn = _plain_db()
+    if kind == "starlette":
+        return starlette_app(conn)
+    if kind == "flask":
+        return flask_app(conn, arm)
+    return django_app(conn, arm, lagless_on=False)
+
+
+def _plain_db(wrap: Callable[[Any], Any] | None = None) -> Any:
+    """A connection lagless does not trace, even while its sqlite3 integration is installed."""
+    conn = make_db(wrap, plain=True)
+    inner = getattr(conn, "__wrapped__", conn)
+    assert type(inner) is sqlite3.Connection, type(inner)
+    return conn
+
+
+# -- in-process drivers ---------------------------------------------------------------------------
+
+_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": PATH,
+    "raw_path": PATH.encode(),
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"bench"), (b"accept", b"*/*")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+
+
+class ASGIProbe:
+    """Calls an ASGI app directly; keeps the last response's status and headers."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    async def _receive(self) -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = message.get("headers", [])
+
+    async def _run(self, n: int) -> None:
+        app, receive, send = self.app, self._receive, self._send
+        for _ in range(n):
+            await app(dict(_SCOPE), receive, send)
+
+    def __call__(self, n: int) -> int:
+        start = perf_counter_ns()
+        self.loop.run_until_complete(self._run(n))
+        return perf_counter_ns() - start
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+_ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": PATH,
+    "QUERY_STRING": "",
+    "SERVER_NAME": "bench",
+    "SERVER_PORT": "80",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "127.0.0.1",
+    "HTTP_HOST": "bench",
+    "HTTP_ACCEPT": "*/*",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.input": io.BytesIO(b""),
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
+
+
+class WSGIProbe:
+    """Calls a WSGI app directly, consuming and closing its body as a server would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+
+    def _start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.status = status
+        self.headers = headers
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        return None
+
+    def __call__(self, n: int) -> int:
+        app, start_response, environ = self.app, self._start_response, _ENVIRON
+        start = perf_counter_ns()
+        for _ in range(n):
+            body = app(dict(environ), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return perf_counter_ns() - start
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+def check_lagless_arm(probe: Any, kind: str) -> None:
+    """The lagless arm must really trace: a Server-Timing header and a trace with a db span."""
+    lagless.get_runtime().clear()
+    probe(1)
+    timing = probe.header(b"server-timing" if isinstance(probe, ASGIProbe) else "server-timing")
+    traces = lagless.recent_traces()
+    if not timing or not traces or not any(s.kind == "db" for s in traces[-1].spans):
+        raise SystemExit(f"{kind}: the lagless arm did not record (timing={timing!r})")

@@ -1,0 +1,521 @@
+"""What lagless costs a request, next to no instrumentation and next to OpenTelemetry.
+
+    python bench/overhead.py            # full run, about two to three minutes
+    python bench/overhead.py --quick    # a rough pass in well under a minute
+    python bench/overhead.py --check    # exit 1 when a target is missed (for CI)
+
+Each app (a Starlette endpoint, a Flask view, a Django view) answers ``GET /items/{id}`` with
+one sqlite3 query and a small JSON body, in three arms built side by side in this process:
+
+- ``bare``: no instrumentation;
+- ``lagless``: ``lagless.instrument(app)`` (Django: ``"lagless.django.LaglessMiddleware"``) with
+  its defaults: a trace per request, the Server-Timing header, the sqlite3 query as a span;
+- ``otel``: OpenTelemetry's ASGI or WSGI middleware and its sqlite3 instrumentation, with the
+  SDK's batch span processor and an exporter that drops spans (no network cost counted).
+
+In-process the apps are called as raw ASGI/WSGI callables (no test client, whose own cost
+would hide what is measured); over loopback they run under uvicorn (Starlette) or werkzeug's
+threaded server (Flask, Django), loaded with ``wrk`` when installed. The arms are interleaved
+round by round and the medians reported. Then: the span-recording hot path, and a single-row
+PostgreSQL query through asyncpg and psycopg (and a Redis GET) with and without an active trace.
+
+Targets (issue 2): lagless adds <= 5 µs a request (ASGI and WSGI), keeps >= 95 % of bare
+requests per second over loopback, adds <= 3 % to a single-row PostgreSQL query, and costs at
+most a tenth of what OpenTelemetry adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from time import perf_counter_ns
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _apps import PATH, ASGIProbe, WSGIProbe, build_arms, check_lagless_arm, note, notes
+from _common import (
+    Arm,
+    Result,
+    free_port,
+    interleave,
+    load,
+    load_client_name,
+    otel_tracer_provider,
+    verdict,
+    wait_for_port,
+)
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import lagless
+from lagless._spans import record
+from lagless._trace import Trace, _current_trace
+from lagless.errors import IntegrationNotAvailable
+from lagless.integrations import install_integrations, uninstall_integrations
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
+TARGET_ADDED_US = 5.0
+TARGET_RPS_RATIO = 0.95
+TARGET_DB_ADDED = 0.03
+TARGET_OTEL_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    n: int  # requests per arm per round, in-process
+    repeats: int  # rounds, in-process
+    loop_rounds: int  # rounds over loopback
+    loop_seconds: float  # load duration per arm per round
+    db_n: int
+    db_repeats: int
+    frameworks_loopback: tuple[str, ...]
+
+
+FULL = Plan(2000, 15, 5, 1.0, 400, 15, ("starlette", "flask", "django"))
+QUICK = Plan(500, 7, 2, 1.0, 200, 7, ("starlette", "flask"))
+
+
+def in_process(plan: Plan, provider: Any, count_otel: Callable[[], int] | None) -> list[Any]:
+    rows = []
+    loop = asyncio.new_event_loop()
+    try:
+        for kind in ("starlette", "flask", "django"):
+            try:
+                apps = {arm: build_arms(kind, arm, provider) for arm in _arms(provider)}
+            except ImportError as exc:
+                note(f"{kind}: skipped in-process ({exc})")
+                continue
+            probes: dict[str, Any] = {
+                arm: ASGIProbe(app, loop) if kind == "starlette" else WSGIProbe(app)
+                for arm, app in apps.items()
+            }
+            check_lagless_arm(probes["lagless"], kind)
+            before = count_otel() if count_otel else 0
+            result = interleave(probes, n=plan.n, repeats=plan.repeats)
+            if count_otel and count_otel() == before:
+                raise SystemExit(f"{kind}: the OpenTelemetry arm exported no spans")
+            rows.append((kind, result))
+    finally:
+        loop.close()
+    return rows
+
+
+def _arms(provider: Any) -> tuple[str, ...]:
+    return ("bare", "lagless", "otel") if provider is not None else ("bare", "lagless")
+
+
+# -- loopback -------------------------------------------------------------------------------------
+
+
+def _serve(kind: str, arm: str, port: int) -> None:
+    """A server process for one framework and arm (forked: lagless state is reset first)."""
+    uninstall_integrations()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    otel = otel_tracer_provider() if arm == "otel" else None
+    app = build_arms(kind, arm, otel[0] if otel else None)
+    if kind == "starlette":
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="off"
+        )
+        uvicorn.Server(config).run()
+    else:
+        from werkzeug.serving import make_server
+
+        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+
+
+def _server_header(port: int) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", PATH)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"server on {port} answered {response.status}")
+        return response.getheader("server-timing")
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def servers(kind: str, arms: tuple[str, ...]) -> Iterator[dict[str, int]]:
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    ports: dict[str, int] = {}
+    try:
+        for arm in arms:
+            port = free_port()
+            proc = ctx.Process(target=_serve, args=(kind, arm, port), daemon=True)
+            proc.start()
+            procs.append(proc)
+            ports[arm] = port
+        for arm, port in ports.items():
+            wait_for_port(port)
+            timing = _server_header(port)
+            if (arm == "lagless") != (timing is not None):
+                raise SystemExit(f"{kind}/{arm} over loopback: Server-Timing={timing!r}")
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+
+
+def loopback(plan: Plan, arms: tuple[str, ...]) -> list[Any]:
+    rows = []
+    for kind in plan.frameworks_loopback:
+        try:
+            with servers(kind, arms) as ports:
+                for port in ports.values():  # warm up every server and the client
+                    load(port, PATH, 1.0)
+                rps: dict[str, list[float]] = {arm: [] for arm in arms}
+                for r in range(plan.loop_rounds):
+                    shift = r % len(arms)
+                    for arm in arms[shift:] + arms[:shift]:
+                        rps[arm].append(load(ports[arm], PATH, plan.loop_seconds))
+        except (ImportError, RuntimeError) as exc:
+            note(f"{kind}: loopback skipped ({exc})")
+            continue
+        rows.append((kind, rps))
+    return rows
+
+
+# -- span recording -------------------------------------------------------------------------------
+
+
+def spans_bench(plan: Plan) -> Result:
+    def loop_only(n: int) -> int:
+        start = perf_counter_ns()
+        for _ in range(n):
+            perf_counter_ns()
+        return perf_counter_ns() - start
+
+    def record_hot(n: int) -> int:
+        trace = Trace()
+        start = perf_counter_ns()
+        for _ in range(n):
+            record(trace, "db", "SELECT 1", perf_counter_ns(), rows=1)
+        return perf_counter_ns() - start
+
+    def span_cm(n: int) -> int:
+        trace = Trace()
+        token = _current_trace.set(trace)
+        try:
+            start = perf_counter_ns()
+            for _ in range(n):
+                with lagless.span("work"):
+                    pass
+            return perf_counter_ns() - start
+        finally:
+            _current_trace.reset(token)
+
+    def span_cm_no_trace(n: int) -> int:
+        start = perf_counter_ns()
+        for _ in range(n):
+            with lagless.span("work"):
+                pass
+        return perf_counter_ns() - start
+
+    @lagless.span
+    def decorated() -> None:
+        return None
+
+    def span_decorator(n: int) -> int:
+        trace = Trace()
+        token = _current_trace.set(trace)
+        try:
+            start = perf_counter_ns()
+            for _ in range(n):
+                decorated()
+            return perf_counter_ns() - start
+        finally:
+            _current_trace.reset(token)
+
+    arms: dict[str, Arm] = {
+        "loop": loop_only,
+        "record()": record_hot,
+        "with span() (trace active)": span_cm,
+        "with span() (no trace)": span_cm_no_trace,
+        "@span function (trace active)": span_decorator,
+    }
+    return interleave(arms, n=plan.n * 10, repeats=plan.repeats)
+
+
+# -- drivers --------------------------------------------------------------------------------------
+
+
+def _traced_arm(run: Callable[[int], int], *, traced: bool) -> Arm:
+    def arm(n: int) -> int:
+        if not traced:
+            return run(n)
+        token = _current_trace.set(Trace("GET", "/bench"))
+        try:
+            return run(n)
+        finally:
+            _current_trace.reset(token)
+
+    return arm
+
+
+def _pg_dsn() -> str:
+    return os.environ.get("LAGLESS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def drivers_bench(plan: Plan) -> list[tuple[str, Result]]:
+    rows: list[tuple[str, Result]] = []
+    loop = asyncio.new_event_loop()
+    try:
+        for name, make in (("asyncpg", _asyncpg_run), ("psycopg", _psycopg_run)):
+            try:
+                install_integrations([name])
+            except (IntegrationNotAvailable, ImportError) as exc:
+                note(f"{name}: skipped ({exc})")
+                continue
+            try:
+                run, close = make(loop)
+            except Exception as exc:
+                note(f"{name}: skipped, PostgreSQL unreachable ({type(exc).__name__}: {exc})")
+                continue
+            try:
+                arms = {"no trace": _traced_arm(run, traced=False)}
+                arms["trace active"] = _traced_arm(run, traced=True)
+                rows.append((name, interleave(arms, n=plan.db_n, repeats=plan.db_repeats)))
+            finally:
+                close()
+        try:
+            install_integrations(["redis"])
+            run, close = _redis_run()
+        except Exception as exc:
+            note(f"redis: skipped ({type(exc).__name__}: {exc})")
+        else:
+            try:
+                arms = {"no trace": _traced_arm(run, traced=False)}
+                arms["trace active"] = _traced_arm(run, traced=True)
+                rows.append(("redis GET", interleave(arms, n=plan.db_n, repeats=plan.db_repeats)))
+            finally:
+                close()
+    finally:
+        loop.close()
+    return rows
+
+
+_PG_TABLE = f"lagless_bench_items_{os.getpid()}"
+
+
+Runner = tuple[Callable[[int], int], Callable[[], None]]
+
+
+def _asyncpg_run(loop: asyncio.AbstractEventLoop) -> Runner:
+    import asyncpg
+
+    conn = loop.run_until_complete(asyncpg.connect(_pg_dsn(), timeout=3))
+    loop.run_until_complete(
+        conn.execute(
+            f"CREATE TEMP TABLE {_PG_TABLE} AS "
+            "SELECT g AS id, 'item ' || g AS name FROM generate_series(1, 100) g"
+        )
+    )
+    sql = f"SELECT id, name FROM {_PG_TABLE} WHERE id = $1"
+
+    async def queries(n: int) -> None:
+        for i in range(n):
+            await conn.fetchrow(sql, i % 100 + 1)
+
+    def run(n: int) -> int:
+        start = perf_counter_ns()
+        loop.run_until_complete(queries(n))
+        return perf_counter_ns() - start
+
+    return run, lambda: loop.run_until_complete(conn.close())
+
+
+def _psycopg_run(_loop: Any) -> Runner:
+    import psycopg
+
+    conn = psycopg.connect(_pg_dsn(), autocommit=True, connect_timeout=3)
+    conn.execute(
+        f"CREATE TEMP TABLE {_PG_TABLE} AS "
+        "SELECT g AS id, 'item ' || g AS name FROM generate_series(1, 100) g"
+    )
+    sql = f"SELECT id, name FROM {_PG_TABLE} WHERE id = %s"
+
+    def run(n: int) -> int:
+        start = perf_counter_ns()
+        for i in range(n):
+            conn.execute(sql, (i % 100 + 1,)).fetchone()
+        return perf_counter_ns() - start
+
+    return run, conn.close
+
+
+def _redis_run() -> Runner:
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("LAGLESS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    key = f"lagless-bench:{os.getpid()}:item:7"
+    client.set(key, b"x" * 100)
+
+    def run(n: int) -> int:
+        get = client.get
+        start = perf_counter_ns()
+        for _ in range(n):
+            get(key)
+        return perf_counter_ns() - start
+
+    def close() -> None:
+        client.delete(key)
+        client.close()
+
+    return run, close
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
+    table = Table(title="In-process: µs per request (median of rounds)")
+    for col in ("app", "bare", "lagless", "lagless adds", "target <= 5 µs"):
+        table.add_column(col, justify="right" if col != "app" else "left")
+    if has_otel:
+        for col in ("otel", "otel adds", "otel / lagless", "target >= 10x"):
+            table.add_column(col, justify="right")
+    ok: list[bool] = []
+    for kind, res in rows:
+        added = res.added("lagless", "bare")
+        hit = added <= TARGET_ADDED_US
+        ok.append(hit)
+        cells = [
+            kind,
+            f"{res.median('bare'):.1f}",
+            f"{res.median('lagless'):.1f}",
+            f"{added:+.2f}",
+            verdict(hit),
+        ]
+        if has_otel:
+            otel_added = res.added("otel", "bare")
+            ratio = otel_added / added if added > 0 else float("inf")
+            ok.append(ratio >= TARGET_OTEL_RATIO)
+            cells += [
+                f"{res.median('otel'):.1f}",
+                f"{otel_added:+.1f}",
+                f"{ratio:.1f}x",
+                verdict(ratio >= TARGET_OTEL_RATIO),
+            ]
+        table.add_row(*cells)
+    console.print(table)
+    return ok
+
+
+def report_loopback(rows: list[Any], arms: tuple[str, ...]) -> list[bool]:
+    table = Table(title=f"Loopback: requests per second ({load_client_name()}, median)")
+    for col in ("app", "server", "bare rps", "lagless rps", "lagless / bare", "target >= 95%"):
+        table.add_column(col, justify="right" if col not in ("app", "server") else "left")
+    if "otel" in arms:
+        table.add_column("otel rps", justify="right")
+        table.add_column("otel / bare", justify="right")
+    ok: list[bool] = []
+    for kind, rps in rows:
+        ratios = [lg / b for lg, b in zip(rps["lagless"], rps["bare"], strict=True)]
+        ratio = statistics.median(ratios)
+        hit = ratio >= TARGET_RPS_RATIO
+        ok.append(hit)
+        cells = [
+            kind,
+            "uvicorn" if kind == "starlette" else "werkzeug threaded",
+            f"{statistics.median(rps['bare']):,.0f}",
+            f"{statistics.median(rps['lagless']):,.0f}",
+            f"{ratio:.1%}",
+            verdict(hit),
+        ]
+        if "otel" in arms:
+            pairs = zip(rps["otel"], rps["bare"], strict=True)
+            o_ratio = statistics.median(o / b for o, b in pairs)
+            cells += [f"{statistics.median(rps['otel']):,.0f}", f"{o_ratio:.1%}"]
+        table.add_row(*cells)
+    console.print(table)
+    return ok
+
+
+def report_spans(res: Result) -> None:
+    table = Table(title="Span recording: ns per operation (loop overhead subtracted)")
+    table.add_column("operation")
+    table.add_column("ns", justify="right")
+    for arm in res.rounds:
+        if arm != "loop":
+            table.add_row(arm, f"{res.added(arm, 'loop') * 1000:.0f}")
+    console.print(table)
+
+
+def report_drivers(rows: list[tuple[str, Result]]) -> list[bool]:
+    table = Table(title="Single-row queries: µs per call, with and without an active trace")
+    for col in ("driver", "no trace", "trace active", "added", "added %", "target <= 3%"):
+        table.add_column(col, justify="right" if col != "driver" else "left")
+    ok: list[bool] = []
+    for name, res in rows:
+        base = res.median("no trace")
+        added = res.added("trace active", "no trace")
+        share = added / base
+        is_pg = name in ("asyncpg", "psycopg")
+        if is_pg:
+            ok.append(share <= TARGET_DB_ADDED)
+        table.add_row(
+            name,
+            f"{base:.1f}",
+            f"{res.median('trace active'):.1f}",
+            f"{added:+.2f}",
+            f"{share:+.1%}",
+            verdict(share <= TARGET_DB_ADDED) if is_pg else verdict(None),
+        )
+    console.print(table)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--no-loopback", action="store_true", help="skip the server runs")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    logging.getLogger("lagless").setLevel(logging.ERROR)
+
+    otel = otel_tracer_provider()
+    if otel is None:
+        note("OpenTelemetry SDK not installed: the otel arm is skipped")
+    provider, count_otel = otel if otel else (None, None)
+    arms = _arms(provider)
+    console.print(
+        f"[bold]lagless overhead[/bold] ({'quick' if args.quick else 'full'} run; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)"
+    )
+    ok: list[bool] = []
+    loop_rows = [] if args.no_loopback else loopback(plan, arms)
+    rows = in_process(plan, provider, count_otel)
+    ok += report_in_process(rows, provider is not None)
+    if loop_rows:
+        ok += report_loopback(loop_rows, arms)
+    report_spans(spans_bench(plan))
+    ok += report_drivers(drivers_bench(plan))
+    for text in notes:
+        console.print(f"[yellow]note:[/yellow] {escape(text)}")
+    missed = ok.count(False)
+    console.print(f"{len(ok) - missed}/{len(ok)} targets met")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
