@@ -403,8 +403,14 @@ class _Postgres(_Dialect):
         if node.get("Node Type") == "Seq Scan" and node.get("Filter"):
             table = str(node["Relation Name"])
             alias = str(node.get("Alias") or table)
-            out.append(_Scan(table, alias, str(node["Filter"]), f"Seq Scan on {table} "
-                             f"Filter: {node['Filter']}"))
+            out.append(
+                _Scan(
+                    table,
+                    alias,
+                    str(node["Filter"]),
+                    f"Seq Scan on {table} Filter: {node['Filter']}",
+                )
+            )
         for child in node.get("Plans", ()):
             self._walk(child, out)
 
@@ -540,8 +546,10 @@ def connector_for_url(url: str) -> tuple[Dialect, Callable[[], Any]]:
         path = url.split("://", 1)[1]
         path = path[1:] if path.startswith("/") else path
         if path in ("", ":memory:"):
-            raise ConfigError("an in-memory SQLite database cannot be EXPLAINed from a separate "
-                              "connection; give a file path")
+            raise ConfigError(
+                "an in-memory SQLite database cannot be EXPLAINed from a separate "
+                "connection; give a file path"
+            )
 
         def open_sqlite() -> Any:
             return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
@@ -649,6 +657,17 @@ class Explainer:
     def from_url(cls, url: str, **options: Any) -> Explainer:
         dialect, connect = connector_for_url(url)
         return cls(connect, dialect=dialect, **options)
+
+    @classmethod
+    def from_urls(cls, urls: Iterable[str], **options: Any) -> Explainer | None:
+        """An explainer for the first of ``urls`` that can be EXPLAINed from a separate
+        connection (in-memory SQLite and unknown schemes are skipped), or ``None``."""
+        for url in urls:
+            try:
+                return cls.from_url(url, **options)
+            except ConfigError:
+                continue
+        return None
 
     # -- reading the cache (pure; what detectors call) ----------------------------------------
 

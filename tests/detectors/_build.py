@@ -55,7 +55,14 @@ def n_plus_one_trace(
     trace = make_trace(route, duration_ms=5 + repeats * (each_ms + 0.5) + 5)
     t = 1.0
     if parent:
-        db(trace, "SELECT author.id, author.name FROM author", t, 2.0, params_hash=None, rows=repeats)
+        db(
+            trace,
+            "SELECT author.id, author.name FROM author",
+            t,
+            2.0,
+            params_hash=None,
+            rows=repeats,
+        )
         t += 3.0
     for i in range(repeats):
         start = t if parallel else t + i * (each_ms + 0.5)

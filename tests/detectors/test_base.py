@@ -139,7 +139,14 @@ def test_a_healthy_request_has_no_findings():
         response_headers={"content-type": "application/json", "cache-control": "max-age=60"},
     )
     add(trace, "pool", "QueuePool.getconn", 0.5, 0.1, wait_ms=0.05)
-    db(trace, "SELECT book.id, book.title FROM book WHERE book.id = %s", 1, 2, params_hash=1, rows=1)
+    db(
+        trace,
+        "SELECT book.id, book.title FROM book WHERE book.id = %s",
+        1,
+        2,
+        params_hash=1,
+        rows=1,
+    )
     add(trace, "middleware", "CORSMiddleware", 0, 0.2)
     add(trace, "serialize", "json", 10, 0.5)
     assert analyze([trace, trace], mode="doctor") == []

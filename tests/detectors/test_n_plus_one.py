@@ -44,7 +44,9 @@ def test_production_needs_time_as_well_as_count():
 
 
 def test_parallel_repeats_still_count_and_cost_their_union():
-    finding = only(analyze([n_plus_one_trace(repeats=8, parallel=True)], mode="doctor"), "n-plus-one")
+    finding = only(
+        analyze([n_plus_one_trace(repeats=8, parallel=True)], mode="doctor"), "n-plus-one"
+    )
     assert finding.evidence[0]["parallel"] is True
     assert finding.cost_ms == 0.0  # all 8 overlapped: batching saves nothing of wall time
 
@@ -108,7 +110,9 @@ def test_threshold_is_configurable():
 
 
 def test_many_repeats_are_critical():
-    finding = only(analyze([n_plus_one_trace(repeats=60, each_ms=0.2)], mode="doctor"), "n-plus-one")
+    finding = only(
+        analyze([n_plus_one_trace(repeats=60, each_ms=0.2)], mode="doctor"), "n-plus-one"
+    )
     assert finding.severity == "critical"
 
 
@@ -123,7 +127,15 @@ def test_sqlalchemy_spans_get_sqlalchemy_advice_only():
 def test_http_n_plus_one():
     trace = make_trace("/orders", duration_ms=200)
     for i in range(7):
-        add(trace, "http", "GET https://api.example.com/users/{}", i * 20, 15, url_hash=i, status=200)
+        add(
+            trace,
+            "http",
+            "GET https://api.example.com/users/{}",
+            i * 20,
+            15,
+            url_hash=i,
+            status=200,
+        )
     finding = only(analyze([trace], mode="production"), "n-plus-one-http")
     assert finding.evidence[0] == {
         "call": "GET https://api.example.com/users/{}",

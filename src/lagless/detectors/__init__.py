@@ -6,7 +6,8 @@ Thresholds and the codes switched off live in :class:`DetectorSettings`. docs/de
 every code with its threshold and why.
 
 >>> from lagless.detectors import analyze, DetectorSettings
->>> findings = analyze(lagless.recent_traces(), settings=DetectorSettings(disabled={"sequential-io"}))
+>>> quiet = DetectorSettings(disabled={"sequential-io"})
+>>> findings = analyze(lagless.recent_traces(), settings=quiet)
 """
 
 from __future__ import annotations

@@ -196,7 +196,8 @@ class DetectorSettings:
             unknown = sorted(code for code in disabled if code not in DETECTORS)
         if unknown:
             raise ConfigError(
-                f"unknown detector code(s) {', '.join(unknown)}; known: {', '.join(sorted(DETECTORS))}"
+                f"unknown detector code(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(DETECTORS))}"
             )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

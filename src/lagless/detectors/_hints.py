@@ -54,5 +54,8 @@ def compression_tool(framework: str) -> str:
         "starlette": "starlette.middleware.gzip.GZipMiddleware (or lagless's ASGI compression "
         "middleware)",
         "litestar": "Litestar's CompressionConfig(backend='gzip' or 'brotli')",
-    }.get(framework, "a gzip/brotli compression middleware (Starlette GZipMiddleware, Django "
-    "GZipMiddleware, Flask-Compress, Litestar CompressionConfig)")
+    }.get(
+        framework,
+        "a gzip/brotli compression middleware (Starlette GZipMiddleware, Django "
+        "GZipMiddleware, Flask-Compress, Litestar CompressionConfig)",
+    )

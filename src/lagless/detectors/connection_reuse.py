@@ -29,9 +29,7 @@ def _new_connections(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
     if len(opened) < 2 or len(opened) / len(traces) < s.new_connection_share:
         return
     connect_spans = [x for t in opened for x in _connects(t) if x.kind == "pool"]
-    cost = (
-        sum(x.duration_ms for x in connect_spans) / len(opened) if connect_spans else 0.0
-    )
+    cost = sum(x.duration_ms for x in connect_spans) / len(opened) if connect_spans else 0.0
     if not ctx.doctor and cost < s.new_connection_min_ms:
         return
     first = opened[0]
@@ -78,7 +76,7 @@ def _wait_ms(span: Span) -> float:
     if wait is not None:
         return float(wait)
     name = span.name.lower()
-    if span.kind == "pool" and (name.endswith("getconn") or name.endswith("acquire")):
+    if span.kind == "pool" and name.endswith(("getconn", "acquire")):
         return span.duration_ms
     return 0.0
 

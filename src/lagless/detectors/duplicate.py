@@ -63,7 +63,8 @@ def _duplicates(trace: Trace, ctx: Context) -> Iterator[Finding]:
             code="duplicate-query",
             title=f"Duplicate query: the same SELECT on {table_of(shape)} ran {count} times"
             if len(dup_groups) == 1
-            else f"Duplicate queries: {len(dup_groups)} SELECTs on {table_of(shape)} each ran more than once",
+            else f"Duplicate queries: {len(dup_groups)} SELECTs on {table_of(shape)} each ran "
+            "more than once",
             severity="high" if count >= 5 else "medium",
             route=trace.route_or_path,
             method=trace.method.upper(),

@@ -43,8 +43,10 @@ def _fix(framework: str, personal: bool) -> str:
     tool = tools.get(
         framework, "Cache-Control: max-age=N plus an ETag checked against If-None-Match"
     )
-    return f"Declare how long the response stays fresh and give it a validator: {tool}. Use " \
+    return (
+        f"Declare how long the response stays fresh and give it a validator: {tool}. Use "
         f"Cache-Control: {scope} so shared caches behave."
+    )
 
 
 def _weak_equal(etag: str, candidates: str) -> bool:
@@ -133,8 +135,7 @@ def _http_caching(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
                 "django": "django.views.decorators.http.condition(etag_func=...) or "
                 "ConditionalGetMiddleware.",
                 "flask": "response.make_conditional(request).",
-            }.get(framework, "lagless's conditional-request middleware does it for any ASGI "
-                  "app."),
+            }.get(framework, "lagless's conditional-request middleware does it for any ASGI app."),
             requests=len(missed),
             details={"key": "never-304"},
         )

@@ -26,7 +26,7 @@ from lagless.detectors.n_plus_one import NOT_SQL, short, table_of
 
 _STAR = re.compile(r"^select\s+(?:distinct\s+)?(?:[\w\"`]+\.)?\*(?:\s|,|$)")
 _BOUNDED = re.compile(r"\b(?:limit|fetch\s+first|fetch\s+next|top)\b")
-_SELECT_LIST = re.compile(r"^select\s+(?:distinct\s+)?(.*?)\s+from\s", re.S)
+_SELECT_LIST = re.compile(r"^select\s+(?:distinct\s+)?(.*?)\s*\bfrom\s", re.S)
 _AGGREGATE = re.compile(r"^select\s+(?:count|sum|avg|min|max|exists)\s*\(")
 
 #: Fewer response bytes than this per fetched row: the rows cannot all be in the response.
@@ -91,9 +91,7 @@ def _over_fetching(trace: Trace, ctx: Context) -> Iterator[Finding]:
         elif "select-star" in reasons:
             title = f"Potential over-fetching: SELECT * from {table}"
         else:
-            title = (
-                f"Potential over-fetching: {select_columns(shape)} columns read from {table}"
-            )
+            title = f"Potential over-fetching: {select_columns(shape)} columns read from {table}"
         advice = orm_advice(
             stack_of(trace, group),
             django="read only what the response uses: .only('a', 'b') or .values('a', 'b'); "

@@ -40,6 +40,26 @@ _COMPRESSIBLE: Final = (
 )
 
 
+_EXTENSIONS: Final = frozenset(
+    {
+        "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico",
+        "woff", "woff2", "ttf", "otf", "eot", "wasm", "mp4", "webm", "mp3",
+    }
+)  # fmt: skip
+
+
+def extension(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def is_static(trace: Trace) -> bool:
+    if trace.attrs.get("static"):
+        return True
+    path = trace.path.lower()
+    return extension(path) in _EXTENSIONS or path.startswith(("/static/", "/assets/"))
+
+
 def transfer_ms(size: int, ctx: Context) -> float:
     return size * 8 / (ctx.settings.client_mbps * 1000)
 
@@ -111,6 +131,7 @@ def _uncompressed(trace: Trace, ctx: Context) -> Iterator[Finding]:
     size = trace.response_bytes
     if (
         trace.status in (204, 304)
+        or is_static(trace)  # static-no-cache reports assets, compression included
         or size < s.compress_min_bytes
         or encoding not in ("", "identity")
         or not is_compressible(headers.get("content-type", ""))
@@ -171,8 +192,12 @@ def _slow_serialization(trace: Trace, ctx: Context) -> Iterator[Finding]:
         route=trace.route_or_path,
         method=trace.method.upper(),
         evidence=tuple(
-            {"call": x.name, "count": 1, "total_ms": round(x.duration_ms, 3),
-             "bytes": x.get("bytes")}
+            {
+                "call": x.name,
+                "count": 1,
+                "total_ms": round(x.duration_ms, 3),
+                "bytes": x.get("bytes"),
+            }
             for x in spans
         ),
         cost_ms=total,

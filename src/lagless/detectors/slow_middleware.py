@@ -54,8 +54,12 @@ def _slow_middleware(trace: Trace, ctx: Context) -> Iterator[Finding]:
             route=trace.route_or_path,
             method=trace.method.upper(),
             evidence=(
-                {"call": name, "count": len(times), "total_ms": round(total, 3),
-                 "share": round(share, 3)},
+                {
+                    "call": name,
+                    "count": len(times),
+                    "total_ms": round(total, 3),
+                    "share": round(share, 3),
+                },
             ),
             cost_ms=total,
             fix=_fix(str(trace.attrs.get("framework") or "")),

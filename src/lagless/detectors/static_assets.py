@@ -17,32 +17,21 @@ from typing import Final
 from lagless._trace import Trace
 from lagless.detectors._base import Context, Finding, register
 from lagless.detectors._hints import compression_tool
-from lagless.detectors.payload import accepts_compression, is_compressible, transfer_ms
+from lagless.detectors.payload import (
+    accepts_compression,
+    extension,
+    is_compressible,
+    is_static,
+    transfer_ms,
+)
 
-_EXTENSIONS: Final = frozenset(
-    {
-        "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico",
-        "woff", "woff2", "ttf", "otf", "eot", "wasm", "mp4", "webm", "mp3",
-    }
-)  # fmt: skip
 _COMPRESSIBLE_EXT: Final = frozenset({"css", "js", "mjs", "map", "svg", "ttf", "otf", "eot"})
-_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.I)
-
-
-def extension(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
-
-
-def is_static(trace: Trace) -> bool:
-    if trace.attrs.get("static"):
-        return True
-    path = trace.path.lower()
-    return extension(path) in _EXTENSIONS or path.startswith(("/static/", "/assets/"))
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.I)
 
 
 def max_age(cache_control: str) -> int | None:
-    """The largest ``max-age``/``s-maxage`` in a Cache-Control value (RFC 9111 §5.2.2.1)."""
+    """The ``max-age`` of a Cache-Control value (RFC 9111 §5.2.2.1): what browsers keep.
+    ``s-maxage`` only governs shared caches, so it does not spare the page view a request."""
     ages = [int(m) for m in _MAX_AGE.findall(cache_control)]
     return max(ages) if ages else None
 
@@ -59,8 +48,10 @@ def _static(trace: Trace, ctx: Context) -> Iterator[Finding]:
     cache_control = headers.get("cache-control", "").lower()
     age = max_age(cache_control)
     problems: list[str] = []
-    if "no-store" in cache_control or "no-cache" in cache_control or (
-        "immutable" not in cache_control and (age is None or age < s.static_min_max_age_s)
+    if (
+        "no-store" in cache_control
+        or "no-cache" in cache_control
+        or ("immutable" not in cache_control and (age is None or age < s.static_min_max_age_s))
     ):
         problems.append("no far-future caching")
     content_type = headers.get("content-type", "")
