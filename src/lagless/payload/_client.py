@@ -34,13 +34,16 @@ def decode(
 
 
 def decode_response(response: Any) -> Any:
-    """Decode an httpx, requests or test-client response (anything with ``.content`` and
+    """Decode an httpx, requests, Flask or Django test response (``.content`` or ``.data``, and
     ``.headers``) whose body the library already decompressed::
 
         r = httpx.get(url, headers={"Accept": ACCEPT_MSGPACK})
         items = decode_response(r)
     """
-    return decode(response.content, response.headers.get("content-type"))
+    body = getattr(response, "content", None)
+    if not isinstance(body, bytes):
+        body = response.data  # Werkzeug/Flask test responses
+    return decode(body, response.headers.get("content-type"))
 
 
 def js_client_path() -> Path:

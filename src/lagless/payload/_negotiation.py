@@ -203,6 +203,3 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
     if best is not None and best_q >= identity_q:
         return best
     return "identity" if identity_ok else None
-    if identity_q > 0.0:
-        return "identity"
-    return best

@@ -354,10 +354,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
         suffix = min(suffix, size)
         return size - suffix, suffix
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # invalid range-spec: ignore the header (§14.1.1)
     if start >= size:
         return "unsatisfiable"
+    end = int(last) if last else size - 1
     end = min(end, size - 1)
     return start, end - start + 1
