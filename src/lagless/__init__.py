@@ -22,20 +22,32 @@ from lagless.detectors import Finding, Severity
 from lagless.detectors import analyze as detect
 from lagless.errors import ConfigError, IntegrationNotAvailable, LaglessError
 from lagless.integrations._base import install_integrations, uninstall_integrations
+from lagless.payload import (
+    CompressionMiddleware,
+    Manifest,
+    StaticApp,
+    StaticMiddleware,
+    WSGICompressionMiddleware,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SPAN_KINDS",
+    "CompressionMiddleware",
     "Config",
     "ConfigError",
     "Finding",
     "IntegrationNotAvailable",
     "LaglessError",
+    "Manifest",
     "Severity",
     "Span",
     "SpanKind",
+    "StaticApp",
+    "StaticMiddleware",
     "Trace",
+    "WSGICompressionMiddleware",
     "__version__",
     "configure",
     "current_trace",
