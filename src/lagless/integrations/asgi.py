@@ -173,8 +173,9 @@ def layer_name(layer: Any) -> str:
                 continue
             if owner is not None:
                 return type(owner).__name__
+        # ``outer.<locals>.factory.<locals>.middleware`` -> ``factory``
         qualname: str = getattr(layer, "__qualname__", code.co_name)
-        return qualname.split(".<locals>", 1)[0]
+        return qualname.rsplit(".<locals>.", 1)[0].rsplit(".<locals>.", 1)[-1]
     return cls.__name__
 
 

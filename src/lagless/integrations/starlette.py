@@ -55,18 +55,15 @@ class StarletteRoutes:
 
     def __call__(self, scope: Scope) -> str | None:
         route = scope.get("route")
-        table = self._by_route
-        key = route
-        if route is None:
-            key = scope.get("endpoint")
-            if key is None:
-                return None
-            table = self._by_endpoint
-        hit = table.get(id(key))
+        key = route if route is not None else scope.get("endpoint")
+        if key is None:
+            return None
+        hit = (self._by_route if route is not None else self._by_endpoint).get(id(key))
         if hit is None or hit[0] is not key:
             size = len(self.app.router.routes)
             if size != self._size:
                 self._rebuild(size)
+                table = self._by_route if route is not None else self._by_endpoint
                 hit = table.get(id(key))
             if hit is None or hit[0] is not key:
                 # A route the walk cannot see (inside a wrapped sub-app): its own template.
