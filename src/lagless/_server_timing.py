@@ -16,6 +16,9 @@ _LAYERS = (
     ("http", ("http",)),
     ("serialize", ("serialize",)),
 )
+#: Span kind -> its layer; kinds not listed (handler, custom) are part of ``app``.
+_LAYER_OF = {kind: label for label, kinds in _LAYERS for kind in kinds}
+_ORDER = tuple(label for label, _ in _LAYERS)
 
 
 def _fmt(ns: int) -> str:
@@ -23,29 +26,46 @@ def _fmt(ns: int) -> str:
 
 
 def server_timing(trace: Trace, now_ns: int) -> str:
-    """The header value for ``trace`` as of ``now_ns`` (when the response headers go out)."""
+    """The header value for ``trace`` as of ``now_ns`` (when the response headers go out).
+
+    Runs on every response, so it is one pass over the spans with no per-layer rescans; a trace
+    whose spans are only middleware/handler/custom ones takes the short path.
+    """
     total = now_ns - trace.start_ns
-    spans = trace.spans
-    if not spans:
-        # The common fast path: no I/O recorded, nothing to merge.
-        return f"app;dur={_fmt(total)}, total;dur={_fmt(total)}"
-    by_kind: dict[str, list[tuple[int, int]]] = {}
+    layers: dict[str, list[tuple[int, int]]] | None = None
     queries = 0
-    calls: dict[str, int] = {}
     mw_ns = 0
-    for span in spans:
+    layer_of = _LAYER_OF
+    for span in trace.spans:
         kind = span.kind
-        if kind == "middleware":
-            mw_ns += span.duration_ns
+        label = layer_of.get(kind)
+        if label is None:
+            if kind == "middleware":
+                mw_ns += span.duration_ns
             continue
-        by_kind.setdefault(kind, []).append((span.start_ns, span.start_ns + span.duration_ns))
+        if layers is None:
+            layers = {}
+        start = span.start_ns
+        interval = (start, start + span.duration_ns)
+        bucket = layers.get(label)
+        if bucket is None:
+            layers[label] = [interval]
+        else:
+            bucket.append(interval)
         if kind == "db":
             queries += 1
-        calls[kind] = calls.get(kind, 0) + 1
+    if layers is None:
+        # No I/O recorded: nothing to merge.
+        total_text = _fmt(total)
+        if not mw_ns:
+            return f"app;dur={total_text}, total;dur={total_text}"
+        return (
+            f"mw;dur={_fmt(mw_ns)}, app;dur={_fmt(max(total - mw_ns, 0))}, total;dur={total_text}"
+        )
     parts: list[str] = []
     io_intervals: list[tuple[int, int]] = []
-    for label, kinds in _LAYERS:
-        intervals = [iv for k in kinds for iv in by_kind.get(k, ())]
+    for label in _ORDER:
+        intervals = layers.get(label)
         if not intervals:
             continue
         io_intervals.extend(intervals)
@@ -53,13 +73,12 @@ def server_timing(trace: Trace, now_ns: int) -> str:
         if label == "db":
             desc = f"{queries} quer{'y' if queries == 1 else 'ies'}"
         else:
-            n = sum(calls.get(k, 0) for k in kinds)
+            n = len(intervals)
             desc = f"{n} call{'' if n == 1 else 's'}"
         parts.append(f'{label};dur={_fmt(dur)};desc="{desc}"')
     if mw_ns:
         parts.append(f"mw;dur={_fmt(mw_ns)}")
-    busy = union_ns(io_intervals) if io_intervals else 0
-    app = max(total - busy - mw_ns, 0)
-    parts.append(f"app;dur={_fmt(app)}")
+    busy = union_ns(io_intervals)
+    parts.append(f"app;dur={_fmt(max(total - busy - mw_ns, 0))}")
     parts.append(f"total;dur={_fmt(total)}")
     return ", ".join(parts)
