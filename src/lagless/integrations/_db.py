@@ -14,8 +14,9 @@ from collections.abc import Callable
 from time import perf_counter_ns as _now
 from typing import Any, TypeVar
 
+from lagless._guard import report_internal_error
 from lagless._runtime import get_runtime
-from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._spans import error_text, on_event_loop, params_fingerprint, record
 from lagless._trace import Span, Trace
 
 _MISSING = object()
@@ -51,29 +52,53 @@ class Patches:
                 setattr(owner, name, own)
 
 
-# Connections opened while a trace was active, mapped to that trace, until their first
-# statement runs: that statement's span gets ``new_connection=True``. Weak keys, so a
-# connection opened and never used does not outlive its owner here.
-_fresh: weakref.WeakKeyDictionary[Any, Trace] = weakref.WeakKeyDictionary()
+# Connections opened while a trace was active, until their first statement runs: that
+# statement's span gets ``new_connection=True``. Keyed by ``id`` with a weak reference to tell
+# a reused id apart, because a plain dict's truth test is the cheapest "anything pending?"
+# check on the per-statement path (a WeakKeyDictionary's ``len`` is a Python-level call).
+_fresh: dict[int, tuple[weakref.ref[Any], Trace]] = {}
 
 
 def mark_new_connection(conn: Any, trace: Trace) -> None:
+    key = id(conn)
+
+    def forget(ref: weakref.ref[Any]) -> None:
+        entry = _fresh.get(key)
+        if entry is not None and entry[0] is ref:
+            _fresh.pop(key, None)
+
     try:
-        _fresh[conn] = trace
-    except TypeError:  # not weak-referenceable or not hashable: the fact is just not recorded
+        _fresh[key] = (weakref.ref(conn, forget), trace)
+    except TypeError:  # not weak-referenceable: the fact is just not recorded
         pass
 
 
 def take_new_connection(conn: Any, trace: Trace) -> bool:
-    """True (once) if ``conn`` was opened during ``trace``. The emptiness test first keeps the
-    common case (no connection pending) to one truth test."""
+    """True (once) if ``conn`` was opened during ``trace``."""
     if not _fresh:
         return False
-    try:
-        opened_in = _fresh.pop(conn, None)
-    except TypeError:
+    entry = _fresh.pop(id(conn), None)
+    if entry is None:
         return False
-    return opened_in is trace
+    ref, opened_in = entry
+    return ref() is conn and opened_in is trace
+
+
+def _record_params() -> bool:
+    # ``config.values`` directly: ``Config.__getattr__`` is a fallback after a failed lookup,
+    # which costs a microsecond on this per-statement path.
+    return bool(get_runtime().config.values.get("record_params", False))
+
+
+def add_params(attrs: dict[str, Any], params: Any, many: bool = False) -> None:
+    """``params_hash`` always, ``params`` themselves only under ``record_params``."""
+    # An executemany over a generator or a huge batch is not walked: reading it would consume
+    # or copy the caller's data.
+    if many and not (isinstance(params, list | tuple) and len(params) <= _MAX_MANY):
+        return
+    attrs["params_hash"] = params_fingerprint(params)
+    if _record_params():
+        attrs["params"] = params
 
 
 def db_attrs(
@@ -88,12 +113,8 @@ def db_attrs(
     """The attributes of a ``db`` span. Parameters are kept only under ``record_params``;
     otherwise only their fingerprint is, so duplicates can still be told from N+1s."""
     attrs: dict[str, Any] = {"driver": driver, "db.system": system}
-    # An executemany over a generator or a huge batch is not walked: reading it would consume
-    # or copy the caller's data.
-    if params and (not many or (isinstance(params, list | tuple) and len(params) <= _MAX_MANY)):
-        attrs["params_hash"] = params_fingerprint(params)
-        if get_runtime().config.record_params:
-            attrs["params"] = params
+    if params:
+        add_params(attrs, params, many)
     if many:
         attrs["many"] = True
     if new_connection:
@@ -102,6 +123,25 @@ def db_attrs(
     if sync and on_event_loop():
         attrs["on_loop"] = True
     return attrs
+
+
+def db_span(
+    trace: Trace,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attrs: dict[str, Any],
+    error: BaseException | None = None,
+) -> Span | None:
+    """Append a ``db`` span; never raises. :func:`lagless._spans.record` without its keyword
+    re-packing, because this runs once per statement."""
+    try:
+        if error is not None:
+            attrs["error"] = error_text(error)
+        return trace.add_span("db", name, start_ns, end_ns, attrs)
+    except Exception as exc:
+        report_internal_error("db:record", exc)
+        return None
 
 
 def record_connect(

@@ -27,12 +27,14 @@ from collections.abc import Callable
 from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
-from lagless._spans import _suppress_db, record
+from lagless._guard import report_internal_error
+from lagless._spans import _suppress_db, error_text, record
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    db_attrs,
+    _fresh,
+    add_params,
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
@@ -61,6 +63,36 @@ def _rows(result: Any) -> int | None:
     return None
 
 
+def _statement(
+    trace: Trace,
+    query: Any,
+    start: int,
+    conn: Any,
+    params: Any,
+    many: bool,
+    rows: int | None,
+    error: BaseException | None,
+) -> None:
+    """Append the ``db`` span. Runs once per statement, so the attributes are built inline
+    rather than through ``db_attrs``'s keyword arguments."""
+    end = _now()
+    try:
+        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
+        if params:
+            add_params(attrs, params, many)
+        if many:
+            attrs["many"] = True
+        if _fresh and take_new_connection(conn, trace):
+            attrs["new_connection"] = True
+        if rows is not None:
+            attrs["rows"] = rows
+        if error is not None:
+            attrs["error"] = error_text(error)
+        trace.add_span("db", query if type(query) is str else str(query), start, end, attrs)
+    except Exception as exc:
+        report_internal_error("asyncpg:record", exc)
+
+
 async def _run(
     trace: Trace,
     coro: Any,
@@ -74,18 +106,23 @@ async def _run(
     try:
         result = await coro
     except BaseException as exc:
-        new = take_new_connection(conn, trace)
-        attrs = db_attrs(DRIVER, SYSTEM, params, many=many, new_connection=new)
-        record(trace, "db", str(query), start, error=exc, **attrs)
+        _statement(trace, query, start, conn, params, many, None, exc)
         raise
-    end = _now()
-    attrs = db_attrs(
-        DRIVER, SYSTEM, params, many=many, new_connection=take_new_connection(conn, trace)
-    )
-    rows = rows_of(result)
-    if rows is not None:
-        attrs["rows"] = rows
-    record(trace, "db", str(query), start, end, **attrs)
+    rows = len(result) if type(result) is list else rows_of(result)
+    _statement(trace, query, start, conn, params, many, rows, None)
+    return result
+
+
+async def _run_prepared(trace: Trace, coro: Any, stmt: Any) -> Any:
+    start = _now()
+    try:
+        result = await coro
+    except BaseException as exc:
+        _statement(trace, stmt._query, start, stmt._connection, None, False, None, exc)
+        raise
+    # ``fetchmany``/``executemany`` return a list or None, the others a status triple.
+    many = not isinstance(result, tuple)
+    _statement(trace, stmt._query, start, stmt._connection, None, many, _rows(result), None)
     return result
 
 
@@ -147,27 +184,6 @@ def _wrap_prepared(original: Callable[..., Any]) -> Callable[..., Any]:
         return _run_prepared(trace, coro, self)
 
     return _finish(do_execute, original)
-
-
-async def _run_prepared(trace: Trace, coro: Any, stmt: Any) -> Any:
-    start = _now()
-    conn = stmt._connection
-    try:
-        result = await coro
-    except BaseException as exc:
-        attrs = db_attrs(DRIVER, SYSTEM, None, new_connection=take_new_connection(conn, trace))
-        record(trace, "db", str(stmt._query), start, error=exc, **attrs)
-        raise
-    end = _now()
-    many = not isinstance(result, tuple)
-    attrs = db_attrs(
-        DRIVER, SYSTEM, None, many=many, new_connection=take_new_connection(conn, trace)
-    )
-    rows = _rows(result)
-    if rows is not None:
-        attrs["rows"] = rows
-    record(trace, "db", str(stmt._query), start, end, **attrs)
-    return result
 
 
 def _wrap_cursor(original: Callable[..., Any]) -> Callable[..., Any]:

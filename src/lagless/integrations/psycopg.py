@@ -18,12 +18,14 @@ from collections.abc import Callable
 from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
-from lagless._spans import _suppress_db, record
+from lagless._guard import report_internal_error
+from lagless._spans import _suppress_db, error_text, on_event_loop
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    db_attrs,
+    _fresh,
+    add_params,
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
@@ -46,21 +48,40 @@ def _params(args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
     return args[0] if args else kwargs.get(key)
 
 
-def _finish_attrs(cursor: Any, trace: Trace, params: Any, many: bool, sync: bool) -> dict[str, Any]:
-    return db_attrs(
-        DRIVER,
-        SYSTEM,
-        params,
-        many=many,
-        sync=sync,
-        new_connection=take_new_connection(cursor.connection, trace),
-    )
-
-
-def _add_rows(cursor: Any, attrs: dict[str, Any]) -> None:
-    rowcount = cursor.rowcount
-    if rowcount >= 0:
-        attrs["rows"] = rowcount
+def _statement(
+    cursor: Any,
+    trace: Trace,
+    query: Any,
+    start: int,
+    params: Any,
+    many: bool,
+    sync: bool,
+    error: BaseException | None,
+) -> None:
+    """Append the ``db`` span. Runs once per statement, so the attributes are built inline
+    rather than through ``db_attrs``'s keyword arguments."""
+    end = _now()
+    try:
+        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
+        if params:
+            add_params(attrs, params, many)
+        if many:
+            attrs["many"] = True
+        if _fresh and take_new_connection(cursor.connection, trace):
+            attrs["new_connection"] = True
+        # A synchronous driver call on a thread running an event loop blocks every task on it.
+        if sync and on_event_loop():
+            attrs["on_loop"] = True
+        if error is None:
+            rowcount = cursor.rowcount
+            if rowcount >= 0:
+                attrs["rows"] = rowcount
+        else:
+            attrs["error"] = error_text(error)
+        name = query if type(query) is str else _text(cursor, query)
+        trace.add_span("db", name, start, end, attrs)
+    except Exception as exc:
+        report_internal_error("psycopg:record", exc)
 
 
 def _wrap_sync(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
@@ -74,13 +95,9 @@ def _wrap_sync(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
         try:
             result = original(self, query, *args, **kwargs)
         except BaseException as exc:
-            attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, True)
-            record(trace, "db", _text(self, query), start, error=exc, **attrs)
+            _statement(self, trace, query, start, _params(args, kwargs, key), many, True, exc)
             raise
-        end = _now()
-        attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, True)
-        _add_rows(self, attrs)
-        record(trace, "db", _text(self, query), start, end, **attrs)
+        _statement(self, trace, query, start, _params(args, kwargs, key), many, True, None)
         return result
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
@@ -96,13 +113,9 @@ def _wrap_async(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
         try:
             result = await original(self, query, *args, **kwargs)
         except BaseException as exc:
-            attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, False)
-            record(trace, "db", _text(self, query), start, error=exc, **attrs)
+            _statement(self, trace, query, start, _params(args, kwargs, key), many, False, exc)
             raise
-        end = _now()
-        attrs = _finish_attrs(self, trace, _params(args, kwargs, key), many, False)
-        _add_rows(self, attrs)
-        record(trace, "db", _text(self, query), start, end, **attrs)
+        _statement(self, trace, query, start, _params(args, kwargs, key), many, False, None)
         return result
 
     def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
