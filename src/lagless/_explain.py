@@ -98,7 +98,7 @@ class _Placeholder:
     start: int
     end: int
     name: str | None  # None: positional; "$3": numbered; else a name
-    percent: bool = False  # a "%%" escape, not a placeholder
+    pyformat: bool = False  # %s or %(name)s, whose driver also un-escapes %%
 
 
 _NAMED_PCT = re.compile(r"%\((\w+)\)s")
@@ -133,17 +133,16 @@ def find_placeholders(sql: str) -> list[_Placeholder]:
             i = n if j < 0 else j + 2
             continue
         if c == "%":
-            if sql.startswith("%%", i):
-                out.append(_Placeholder(i, i + 2, None, percent=True))
+            if sql.startswith("%%", i):  # an escaped percent sign, not a placeholder
                 i += 2
                 continue
             if sql.startswith("%s", i):
-                out.append(_Placeholder(i, i + 2, None))
+                out.append(_Placeholder(i, i + 2, None, pyformat=True))
                 i += 2
                 continue
             m = _NAMED_PCT.match(sql, i)
             if m:
-                out.append(_Placeholder(i, m.end(), m.group(1)))
+                out.append(_Placeholder(i, m.end(), m.group(1), pyformat=True))
                 i = m.end()
                 continue
         elif c == "?":
@@ -166,19 +165,29 @@ def find_placeholders(sql: str) -> list[_Placeholder]:
 
 def rewrite_placeholders(sql: str, style: Literal["qmark", "numeric", "format"]) -> tuple[str, int]:
     """``sql`` with every placeholder in one style (``?``, ``$k`` or ``%s``) and how many
-    parameters it now takes. In ``numeric`` style a name used twice keeps one number. ``%%``
-    becomes ``%`` except in ``format`` style (the driver un-escapes it there)."""
+    parameters it now takes. In ``numeric`` style a name used twice keeps one number.
+
+    Percent signs follow the drivers: a statement with ``%s``-style placeholders had its
+    literal ``%`` doubled by its driver (psycopg, pymysql), which is undone for ``qmark`` and
+    ``numeric``; a statement in another style going to ``format`` gets its ``%`` doubled."""
+    found = find_placeholders(sql)
+    pyformat = any(ph.pyformat for ph in found)
+
+    def text(segment: str) -> str:
+        if pyformat and style != "format":
+            return segment.replace("%%", "%")
+        if not pyformat and style == "format" and found:
+            return segment.replace("%", "%%")
+        return segment
+
     parts: list[str] = []
     last = 0
     named: dict[str, int] = {}
     next_k = 1
     total = 0
-    for ph in find_placeholders(sql):
-        parts.append(sql[last : ph.start])
+    for ph in found:
+        parts.append(text(sql[last : ph.start]))
         last = ph.end
-        if ph.percent:
-            parts.append("%%" if style == "format" else "%")
-            continue
         if style != "numeric":
             total += 1
             parts.append("?" if style == "qmark" else "%s")
@@ -195,7 +204,7 @@ def rewrite_placeholders(sql: str, style: Literal["qmark", "numeric", "format"])
             next_k += 1
         total = max(total, k)
         parts.append(f"${k}")
-    parts.append(sql[last:])
+    parts.append(text(sql[last:]))
     return "".join(parts), total
 
 
@@ -652,6 +661,8 @@ class Explainer:
         self.stats: collections.Counter[str] = collections.Counter()
         #: Last error per fingerprint (a statement the database could not plan).
         self.errors: dict[str, str] = {}
+        #: The runtime listener: one bound method object, so remove_listener finds it.
+        self.observe: Callable[[Trace], None] = self._observe
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Explainer:
@@ -790,7 +801,7 @@ class Explainer:
         self._queued.add(key)
         return True
 
-    def observe(self, trace: Trace) -> None:
+    def _observe(self, trace: Trace) -> None:
         """Runtime listener: queue the trace's missing-index candidates (see
         :func:`lagless.detectors.missing_index.candidates`)."""
         from lagless.detectors._base import Context, DetectorSettings

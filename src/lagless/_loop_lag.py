@@ -48,6 +48,8 @@ class LoopLagProbe:
         self._stalls: collections.deque[tuple[int, int]] = collections.deque(maxlen=capacity)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The runtime listener: one bound method object, so remove_listener finds it.
+        self.listener: Callable[[Trace], None] = self._listen
 
     # -- measuring -----------------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class LoopLagProbe:
                 total += overlap
         return total / 1_000_000
 
-    def listener(self, trace: Trace) -> None:
+    def _listen(self, trace: Trace) -> None:
         """Runtime listener: attach the lag during ``trace`` to ``trace.attrs["loop_lag_ms"]``.
 
         Only for traces finished on this probe's loop; a WSGI or other loop's request is not
