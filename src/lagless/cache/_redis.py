@@ -158,13 +158,13 @@ class RedisBackend:
         def run(c: Any) -> None:
             for tag in tags:
                 tag_key = self._tag_key(tag)
-                members = c.smembers(tag_key)
+                members = list(c.smembers(tag_key))
                 pipe = c.pipeline(transaction=False)
                 for member in members:
                     pipe.delete(member)  # one DEL per key: each its own slot on a Cluster
                 pipe.delete(tag_key)
-                pipe.execute()
-                removed.extend(self._strip(m) for m in members)
+                deleted = pipe.execute()
+                removed.extend(self._strip(m) for m, n in zip(members, deleted, strict=False) if n)
 
         self._run(run)
         return removed
@@ -249,13 +249,13 @@ class RedisBackend:
         async def run(c: Any) -> None:
             for tag in tags:
                 tag_key = self._tag_key(tag)
-                members = await c.smembers(tag_key)
+                members = list(await c.smembers(tag_key))
                 pipe = c.pipeline(transaction=False)
                 for member in members:
                     pipe.delete(member)
                 pipe.delete(tag_key)
-                await pipe.execute()
-                removed.extend(self._strip(m) for m in members)
+                deleted = await pipe.execute()
+                removed.extend(self._strip(m) for m, n in zip(members, deleted, strict=False) if n)
 
         await self._arun(run)
         return removed
