@@ -14,9 +14,8 @@ from collections.abc import Callable
 from time import perf_counter_ns as _now
 from typing import Any, TypeVar
 
-from lagless._guard import report_internal_error
 from lagless._runtime import get_runtime
-from lagless._spans import error_text, on_event_loop, params_fingerprint, record
+from lagless._spans import on_event_loop, params_fingerprint, record
 from lagless._trace import Span, Trace
 
 _MISSING = object()
@@ -123,25 +122,6 @@ def db_attrs(
     if sync and on_event_loop():
         attrs["on_loop"] = True
     return attrs
-
-
-def db_span(
-    trace: Trace,
-    name: str,
-    start_ns: int,
-    end_ns: int,
-    attrs: dict[str, Any],
-    error: BaseException | None = None,
-) -> Span | None:
-    """Append a ``db`` span; never raises. :func:`lagless._spans.record` without its keyword
-    re-packing, because this runs once per statement."""
-    try:
-        if error is not None:
-            attrs["error"] = error_text(error)
-        return trace.add_span("db", name, start_ns, end_ns, attrs)
-    except Exception as exc:
-        report_internal_error("db:record", exc)
-        return None
 
 
 def record_connect(

@@ -10,6 +10,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from asyncpg import connect_utils, cursor, pool, prepared_stmt  # noqa: E402
 
+from lagless._guard import internal_errors, reset_internal_errors  # noqa: E402
 from lagless._runtime import Runtime  # noqa: E402
 from lagless._spans import _suppress_db, params_fingerprint  # noqa: E402
 from lagless._trace import Trace, _current_trace  # noqa: E402
@@ -254,3 +255,20 @@ async def test_install_idempotent_and_uninstall_restores(postgres_dsn: str) -> N
         assert trace.spans == []
     finally:
         await conn.close()
+
+
+async def test_internal_error_never_fails_the_query(
+    conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("lagless bug")
+
+    with tracing() as trace:
+        monkeypatch.setattr(Trace, "add_span", broken)
+        assert await conn.fetchval("SELECT 40 + 2") == 42
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await conn.fetchval("SELECT 1 / 0")
+        monkeypatch.undo()
+    assert trace.spans == []
+    assert internal_errors.get("asyncpg:record") == 2
+    reset_internal_errors()

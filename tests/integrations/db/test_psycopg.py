@@ -12,6 +12,7 @@ psycopg_pool = pytest.importorskip("psycopg_pool")
 
 from psycopg import sql  # noqa: E402
 
+from lagless._guard import internal_errors, reset_internal_errors  # noqa: E402
 from lagless._runtime import Runtime  # noqa: E402
 from lagless._spans import _suppress_db, params_fingerprint  # noqa: E402
 from lagless._trace import Trace, _current_trace  # noqa: E402
@@ -293,3 +294,22 @@ def test_install_idempotent_and_uninstall_restores(postgres_dsn: str) -> None:
     with tracing() as trace, psycopg.connect(postgres_dsn) as conn:
         conn.execute("SELECT 1")
     assert trace.spans == []
+
+
+def test_internal_error_never_fails_the_query(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install("psycopg")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("lagless bug")
+
+    with psycopg.connect(postgres_dsn) as conn, tracing() as trace:
+        monkeypatch.setattr(Trace, "add_span", broken)
+        assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0")
+        monkeypatch.undo()
+    assert trace.spans == []
+    assert internal_errors.get("psycopg:record") == 2
+    reset_internal_errors()

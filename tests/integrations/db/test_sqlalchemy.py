@@ -13,6 +13,7 @@ from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlalchemy.pool import Pool, SingletonThreadPool  # noqa: E402
 
+from lagless._guard import internal_errors, reset_internal_errors  # noqa: E402
 from lagless._runtime import Runtime  # noqa: E402
 from lagless._spans import _suppress_db, params_fingerprint  # noqa: E402
 from lagless._trace import Trace, _current_trace  # noqa: E402
@@ -283,3 +284,25 @@ def _mod() -> Any:
     import lagless.integrations.sqlalchemy as mod
 
     return mod
+
+
+def test_internal_error_never_fails_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install("sqlite3", "sqlalchemy")
+    engine = sa.create_engine(_sqlite_url(tmp_path))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("lagless bug")
+
+    with tracing() as trace, engine.connect() as conn:
+        monkeypatch.setattr(Trace, "add_span", broken)
+        assert conn.execute(text("SELECT 40 + 2")).scalar_one() == 42
+        with pytest.raises(sa.exc.OperationalError):
+            conn.execute(text("SELECT * FROM missing"))
+        monkeypatch.undo()
+        assert _suppress_db.get() is False
+    engine.dispose()
+    assert db_spans(trace) == []
+    assert internal_errors.get("record:db") == 2
+    reset_internal_errors()
