@@ -29,7 +29,8 @@ class Runtime:
     """Settings, the ring of recent traces and the listeners. See :func:`get_runtime`."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: configure() removes the old file sink while holding it.
+        self._lock = threading.RLock()
         self._listeners: tuple[TraceListener, ...] = ()
         self._file_sink: Any = None
         self.config: Config = config if config is not None else load_config()
