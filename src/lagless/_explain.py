@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 Dialect = Literal["sqlite", "postgresql", "mysql"]
 
+#: A table without a row estimate is counted up to this many times ``min_table_rows``.
+COUNT_CAP_FACTOR: Final = 100
+
 #: ``db.system`` spellings of each dialect.
 DIALECT_NAMES: Final[dict[str, Dialect]] = {
     "sqlite": "sqlite",
@@ -78,6 +81,8 @@ class IndexAdvice:
     create_index: str
     plan: str
     dialect: Dialect
+    #: ``rows`` is a lower bound: the count stopped there (SQLite keeps no row estimate).
+    rows_at_least: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +92,7 @@ class IndexAdvice:
             "create_index": self.create_index,
             "plan": self.plan,
             "dialect": self.dialect,
+            "rows_at_least": self.rows_at_least,
         }
 
 
@@ -769,16 +775,20 @@ class Explainer:
         ordered = [f for f in wanted if f.equality] + [f for f in wanted if not f.equality]
         cols = tuple(dict.fromkeys(columns[f.column.lower()] for f in ordered))[:3]
         rows = impl.estimate(conn, scan.table)
+        capped = False
         if rows < self.min_table_rows:
-            rows = impl.bounded_count(conn, scan.table, self.min_table_rows)
+            # No (or a stale) estimate: count, but stop early; the cap bounds the work.
+            cap = max(self.min_table_rows, 1) * COUNT_CAP_FACTOR
+            rows = impl.bounded_count(conn, scan.table, cap)
             if rows < self.min_table_rows:
                 return None
+            capped = rows >= cap
         col_list = ", ".join(impl.quote(c) for c in cols)
         statement = (
             f"CREATE INDEX {_index_name(scan.table, cols)} ON {impl.quote(scan.table)} "
             f"({col_list});"
         )
-        return IndexAdvice(scan.table, cols, rows, statement, scan.plan, self.dialect)
+        return IndexAdvice(scan.table, cols, rows, statement, scan.plan, self.dialect, capped)
 
     # -- queueing (what the runtime listener does) ---------------------------------------------
 

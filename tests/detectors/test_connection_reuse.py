@@ -55,3 +55,14 @@ def test_acquire_span_duration_counts_as_wait_and_small_waits_are_fine():
     quick = make_trace("/items", duration_ms=100)
     add(quick, "pool", "acquire", 0, 5)
     assert analyze([quick], mode="production") == []
+
+
+def test_connect_inside_a_checkout_is_not_pool_wait():
+    trace = make_trace("/items", duration_ms=20)
+    add(trace, "pool", "sqlalchemy.pool.checkout", 0, 8, wait_ms=8.0)
+    add(trace, "pool", "connect", 0.5, 7, new_connection=True)
+    db(trace, "SELECT id FROM item WHERE id = %s", 9, 1, params_hash=1, new_connection=True)
+    assert analyze([trace], mode="doctor") == []
+    # and a connection shown both as a connect span and a flagged query counts once
+    [finding] = analyze([trace, trace], mode="doctor")
+    assert finding.evidence[0]["count"] == 2 and finding.cost_ms == 7.0

@@ -132,7 +132,7 @@ def test_sqlite_full_scan_on_big_table_gets_create_index(tmp_path):
     [advice] = explainer.explain(BOOKS_Q)
     assert advice.create_index == "CREATE INDEX ix_book_author_id ON book (author_id);"
     assert advice.table == "book" and advice.columns == ("author_id",)
-    assert advice.rows == 500  # bounded count: SQLite keeps no row estimate
+    assert advice.rows == 3000 and not advice.rows_at_least  # counted: SQLite has no estimate
     assert advice.plan == "SCAN book"
     assert explainer.cached("select book.id, book.title from book where book.author_id = 7") == (
         advice,
@@ -201,7 +201,7 @@ def test_missing_index_finding_through_analyze(tmp_path):
     explainer = Explainer.from_url(str(path))
     [finding] = analyze([sqlite_trace(2.0)], mode="doctor", explainer=explainer)
     assert finding.code == "missing-index"
-    assert finding.title == "Missing index: full scan of book (500 rows) filtered on author_id"
+    assert finding.title == "Missing index: full scan of book (3000 rows) filtered on author_id"
     assert (
         finding.evidence[0]["create_index"] == "CREATE INDEX ix_book_author_id ON book (author_id);"
     )
@@ -413,3 +413,10 @@ def test_mariadb_missing_index(mysql_table):
         assert again.explain(f"SELECT id, title FROM {big} WHERE author_id = %s LIMIT %s") == ()
     finally:
         again.close()
+
+
+def test_row_count_without_estimate_is_capped(tmp_path):
+    path = tmp_path / "shop.db"
+    make_sqlite(path, 3000)
+    [advice] = Explainer.from_url(str(path), min_table_rows=10).explain(BOOKS_Q)
+    assert advice.rows == 1000 and advice.rows_at_least  # counted up to 100 x 10 rows

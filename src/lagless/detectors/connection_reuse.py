@@ -20,7 +20,10 @@ from lagless.detectors._hints import orm_advice, stack_of
 
 
 def _connects(trace: Trace) -> list[Span]:
-    return [s for s in trace.spans if s.get("new_connection") and s.kind in ("pool", "db")]
+    """The connections a request opened: ``pool`` ``connect`` spans, or else the ``db`` spans
+    flagged as the first on a new connection (one connection often shows as both)."""
+    pool = [s for s in trace.spans if s.kind == "pool" and s.get("new_connection")]
+    return pool or [s for s in trace.spans if s.kind == "db" and s.get("new_connection")]
 
 
 def _new_connections(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
@@ -81,9 +84,22 @@ def _wait_ms(span: Span) -> float:
     return 0.0
 
 
+def _queue_wait_ms(span: Span, connects: list[Span]) -> float:
+    """A checkout's wait minus the connects inside it: opening a connection is not queueing
+    for one (and no-connection-reuse reports it)."""
+    wait = _wait_ms(span)
+    if wait <= 0 or span.get("new_connection"):
+        return 0.0
+    inside = sum(
+        max(0, min(span.end_ns, c.end_ns) - max(span.start_ns, c.start_ns)) for c in connects
+    )
+    return max(0.0, wait - inside / 1_000_000)
+
+
 def _pool_wait(trace: Trace, ctx: Context) -> Iterator[Finding]:
     s = ctx.settings
-    waits = [(x, _wait_ms(x)) for x in trace.spans if x.kind == "pool"]
+    connects = [x for x in trace.spans if x.kind == "pool" and x.get("new_connection")]
+    waits = [(x, _queue_wait_ms(x, connects)) for x in trace.spans if x.kind == "pool"]
     waits = [(x, w) for x, w in waits if w > 0]
     wait = sum(w for _, w in waits)
     if not waits or trace.duration_ms <= 0:

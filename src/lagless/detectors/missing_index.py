@@ -91,6 +91,7 @@ def _missing_index(trace: Trace, ctx: Context) -> Iterator[Finding]:
             ):
                 severity = "high"
             cols = ", ".join(advice.columns)
+            size = f"{advice.rows}+" if advice.rows_at_least else str(advice.rows)
             fix = f"Add the index: {advice.create_index}"
             if advice.dialect == "postgresql":
                 fix += " (CREATE INDEX CONCURRENTLY on a busy table avoids locking writes)"
@@ -104,7 +105,7 @@ def _missing_index(trace: Trace, ctx: Context) -> Iterator[Finding]:
             )
             yield Finding(
                 code="missing-index",
-                title=f"Missing index: full scan of {advice.table} ({advice.rows} rows) "
+                title=f"Missing index: full scan of {advice.table} ({size} rows) "
                 f"filtered on {cols}",
                 severity=severity,
                 route=trace.route_or_path,
