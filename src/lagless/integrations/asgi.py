@@ -184,7 +184,7 @@ class _LayeredTrace(Trace):
     app's chain was timed). ``layers`` holds ``(layer, start_ns, own_ns, depth)`` records;
     ``depth`` is how many timed layers the request is inside right now."""
 
-    __slots__ = ("depth", "handler", "handler_own", "handler_start", "layers", "sent")
+    __slots__ = ("depth", "error", "handler", "handler_own", "handler_start", "layers", "sent")
 
     layers: list[tuple[TimedLayer, int, int, int]] | None
     depth: int
@@ -195,6 +195,9 @@ class _LayeredTrace(Trace):
     handler: TimedLayer | None
     handler_start: int
     handler_own: int
+    #: The first exception seen leaving a timed layer: frameworks that turn exceptions into
+    #: 500 responses themselves (Litestar) never let the middleware see it.
+    error: BaseException | None
 
 
 class TimedLayer:
@@ -241,6 +244,10 @@ class TimedLayer:
             start = _now()
             try:
                 await self.app(scope, receive, send)
+            except BaseException as exc:
+                if trace.error is None:
+                    trace.error = exc
+                raise
             finally:
                 own = _now() - start - (trace.sent - sent_before)
                 if trace.handler is None:
@@ -262,6 +269,10 @@ class TimedLayer:
         start = _now()
         try:
             await self.app(scope, receive, timed_send)
+        except BaseException as exc:
+            if trace.error is None:
+                trace.error = exc
+            raise
         finally:
             trace.depth = depth
             record = (self, start, _now() - start - sent, depth)
@@ -427,7 +438,7 @@ class LaglessMiddleware:
                 start_time=_wall(),
                 request_headers=scope.get("headers"),
             )
-            layered.layers = layered.handler = None
+            layered.layers = layered.handler = layered.error = None
             layered.depth = layered.sent = 0
         else:
             trace = Trace(
@@ -496,6 +507,10 @@ class LaglessMiddleware:
                 if trace.route is None:
                     trace.route = self.route_resolver(scope)
                 if layered is not None:
+                    error = layered.error
+                    if error is not None and trace.status >= 500 and "error" not in trace.attrs:
+                        trace.attrs["error"] = error_text(error)
+                    layered.error = None
                     _layer_spans(layered, scope, self.handler_name)
                 if digest is not None:
                     trace.attrs["body_digest"] = digest.hexdigest()
