@@ -19,7 +19,7 @@ from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
-from lagless._spans import _suppress_db, error_text, on_event_loop
+from lagless._spans import _get_running_loop, _suppress_db, error_text
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
@@ -44,24 +44,24 @@ def _text(cursor: Any, query: Any) -> str:
     return statement_text(query, lambda q: q.as_string(cursor.connection))
 
 
-def _params(args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
-    return args[0] if args else kwargs.get(key)
-
-
 def _statement(
     cursor: Any,
     trace: Trace,
     query: Any,
     start: int,
-    params: Any,
-    many: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key: str,
     sync: bool,
     error: BaseException | None,
 ) -> None:
-    """Append the ``db`` span. Runs once per statement, so the attributes are built inline
-    rather than through ``db_attrs``'s keyword arguments."""
+    """Append the ``db`` span for ``execute(query, *args, **kwargs)``; ``key`` names the
+    parameters argument (``params_seq`` for executemany). Runs once per statement, so the
+    attributes are built inline rather than through ``db_attrs``'s keyword arguments."""
     end = _now()
     try:
+        many = key == "params_seq"
+        params = args[0] if args else kwargs.get(key)
         attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
         if params:
             add_params(attrs, params, many)
@@ -70,7 +70,7 @@ def _statement(
         if _fresh and take_new_connection(cursor.connection, trace):
             attrs["new_connection"] = True
         # A synchronous driver call on a thread running an event loop blocks every task on it.
-        if sync and on_event_loop():
+        if sync and _get_running_loop() is not None:
             attrs["on_loop"] = True
         if error is None:
             rowcount = cursor.rowcount
@@ -95,9 +95,9 @@ def _wrap_sync(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
         try:
             result = original(self, query, *args, **kwargs)
         except BaseException as exc:
-            _statement(self, trace, query, start, _params(args, kwargs, key), many, True, exc)
+            _statement(self, trace, query, start, args, kwargs, key, True, exc)
             raise
-        _statement(self, trace, query, start, _params(args, kwargs, key), many, True, None)
+        _statement(self, trace, query, start, args, kwargs, key, True, None)
         return result
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
@@ -113,9 +113,9 @@ def _wrap_async(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
         try:
             result = await original(self, query, *args, **kwargs)
         except BaseException as exc:
-            _statement(self, trace, query, start, _params(args, kwargs, key), many, False, exc)
+            _statement(self, trace, query, start, args, kwargs, key, False, exc)
             raise
-        _statement(self, trace, query, start, _params(args, kwargs, key), many, False, None)
+        _statement(self, trace, query, start, args, kwargs, key, False, None)
         return result
 
     def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
