@@ -319,3 +319,18 @@ def test_two_concurrent_requests_never_mix_spans(fresh_runtime: Runtime) -> None
     assert sorted(t.path for t in traces) == ["/a", "/b"]
     for trace in traces:
         assert [s.name for s in trace.spans] == [f"{trace.path}-call", f"{trace.path}-stream"]
+
+
+def test_failure_to_start_a_trace_serves_the_request_untraced(
+    fresh_runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Trace:
+        raise RuntimeError("bug in lagless")
+
+    monkeypatch.setattr(wsgi_mod, "Trace", broken)
+    server = Server()
+    with caplog.at_level(logging.ERROR, logger="lagless"):
+        assert server.run(LaglessWSGIMiddleware(list_app)) == b"hello world"
+    assert server.headers == [("Content-Type", "text/plain")]
+    assert "internal error in wsgi:begin" in caplog.text
+    assert fresh_runtime.recent_traces() == []

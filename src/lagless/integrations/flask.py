@@ -63,6 +63,22 @@ def flask_route_template(rule: str) -> str:
     return template
 
 
+_request_proxy: Any = None
+
+
+def _request() -> Any:
+    """The current ``flask.Request`` itself, not the proxy: one context lookup, then plain
+    attribute reads (each read through the ``flask.request`` proxy repeats the lookup). The
+    proxy is imported once, on first use, so importing this module does not import Flask."""
+    global _request_proxy
+    proxy = _request_proxy
+    if proxy is None:
+        from flask import request as proxy
+
+        _request_proxy = proxy
+    return proxy._get_current_object()
+
+
 def _dotted(fn: Any) -> str:
     fn = inspect.unwrap(fn)
     module = getattr(fn, "__module__", None) or ""
@@ -137,9 +153,7 @@ class _FlaskHooks:
         trace = _current_trace.get()
         if trace is not None:
             try:
-                from flask import request
-
-                rule = request.url_rule
+                rule = _request().url_rule
                 if rule is not None:
                     trace.route = flask_route_template(rule.rule)
             except Exception as exc:
@@ -152,10 +166,9 @@ class _FlaskHooks:
             return self._dispatch()
         name = None
         try:
-            from flask import request
-
-            rule = request.url_rule
-            if rule is not None and request.routing_exception is None:
+            req = _request()
+            rule = req.url_rule
+            if rule is not None and req.routing_exception is None:
                 name = self._handler_name(rule.endpoint)
         except Exception as exc:
             report_internal_error("flask:handler", exc)

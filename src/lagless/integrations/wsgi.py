@@ -66,7 +66,15 @@ class _Request:
     One object with bound methods instead of several closures: fewer allocations per request.
     """
 
-    __slots__ = ("digest", "done", "environ", "mw", "server_start_response", "trace")
+    __slots__ = (
+        "digest",
+        "done",
+        "environ",
+        "mw",
+        "server_start_response",
+        "server_write",
+        "trace",
+    )
 
     def __init__(
         self,
@@ -82,6 +90,7 @@ class _Request:
         self.server_start_response = start_response
         self.digest = digest
         self.done = False
+        self.server_write: Any = None  # what the server's start_response returned
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -97,24 +106,18 @@ class _Request:
         # PEP 3333: exc_info is passed on untouched; if the headers were already sent the
         # server re-raises it, which must reach the application unchanged.
         if exc_info is not None:
-            write = self.server_start_response(status, headers, exc_info)
+            self.server_write = self.server_start_response(status, headers, exc_info)
         else:
-            write = self.server_start_response(status, headers)
-        return self._counting_write(write)
+            self.server_write = self.server_start_response(status, headers)
+        return self.write
 
-    def _counting_write(self, write: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-        # The legacy ``write()`` callable (PEP 3333 "The write() Callable") still works; what
-        # goes through it counts towards the response size.
-        trace = self.trace
-        digest = self.digest
-
-        def counting_write(data: bytes) -> Any:
-            trace.response_bytes += len(data)
-            if digest is not None:
-                digest.update(data)
-            return write(data)
-
-        return counting_write
+    def write(self, data: bytes) -> Any:
+        """The legacy ``write()`` callable (PEP 3333 "The write() Callable") still works; what
+        goes through it counts towards the response size."""
+        self.trace.response_bytes += len(data)
+        if self.digest is not None:
+            self.digest.update(data)
+        return self.server_write(data)
 
     def fail(self, exc: BaseException) -> None:
         """The app raised (in the call or while its body was iterated)."""
@@ -218,22 +221,26 @@ class LaglessWSGIMiddleware:
         rt = self.runtime
         if not rt.enabled:
             return self.app(environ, start_response)
-        trace = Trace(
-            environ.get("REQUEST_METHOD", "GET"),
-            environ.get("PATH_INFO", "") or "/",
-            start_time=_wall(),
-            request_headers=_EnvironHeaders(environ),
-            query_string=environ.get("QUERY_STRING", ""),
-        )
-        trace.attrs["framework"] = self.framework
+        try:
+            trace = Trace(
+                environ.get("REQUEST_METHOD", "GET"),
+                environ.get("PATH_INFO", "") or "/",
+                start_time=_wall(),
+                request_headers=_EnvironHeaders(environ),
+                query_string=environ.get("QUERY_STRING", ""),
+            )
+            trace.attrs["framework"] = self.framework
+            req = _Request(
+                self,
+                trace,
+                environ,
+                start_response,
+                hashlib.blake2b(digest_size=16) if rt.body_digest else None,
+            )
+        except Exception as exc:  # lagless cannot trace this request; serve it untraced
+            report_internal_error("wsgi:begin", exc)
+            return self.app(environ, start_response)
         environ["lagless.trace"] = trace
-        req = _Request(
-            self,
-            trace,
-            environ,
-            start_response,
-            hashlib.blake2b(digest_size=16) if rt.body_digest else None,
-        )
         token = _set(trace)
         try:
             result = self.app(environ, req.start_response)

@@ -180,6 +180,20 @@ def test_internal_error_is_logged_and_response_unchanged(
     assert only(fresh_runtime).route == "/users/{pk}/"
 
 
+def test_failure_to_start_a_trace_serves_the_request_untraced(
+    fresh_runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> Trace:
+        raise RuntimeError("bug in lagless")
+
+    monkeypatch.setattr(mw_mod, "Trace", broken)
+    with caplog.at_level(logging.ERROR, logger="lagless"):
+        response = Client().get("/users/4/")
+    assert response.json() == {"pk": 4, "title": "book 4"}
+    assert "internal error in django:begin" in caplog.text
+    assert fresh_runtime.recent_traces() == []
+
+
 def test_disabled_passes_through(fresh_runtime: Runtime) -> None:
     fresh_runtime.configure(enabled=False)
     response = Client().get("/users/1/")

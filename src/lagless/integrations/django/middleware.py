@@ -295,8 +295,12 @@ class LaglessMiddleware:
         rt = self.runtime
         if not rt.enabled:
             return self.get_response(request)
-        trace = self._begin(request)
-        slots = self._slots(request)
+        try:
+            trace = self._begin(request)
+            slots = self._slots(request)
+        except Exception as exc:  # lagless cannot trace this request; serve it untraced
+            report_internal_error("django:begin", exc)
+            return self.get_response(request)
         token = _set(trace)
         start = _now()
         try:
@@ -313,8 +317,12 @@ class LaglessMiddleware:
         rt = self.runtime
         if not rt.enabled:
             return await self.get_response(request)
-        trace = self._begin(request)
-        slots = self._slots(request)
+        try:
+            trace = self._begin(request)
+            slots = self._slots(request)
+        except Exception as exc:  # lagless cannot trace this request; serve it untraced
+            report_internal_error("django:begin", exc)
+            return await self.get_response(request)
         token = _set(trace)
         start = _now()
         try:
