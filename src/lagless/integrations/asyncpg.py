@@ -52,7 +52,7 @@ RESET = "asyncpg.connection.reset"
 def _rows(result: Any) -> int | None:
     """Rows from what asyncpg's protocol returned: a list of records, or
     ``(records, status, completed)`` when the status was asked for (``execute`` with args)."""
-    if isinstance(result, list):
+    if type(result) is list:
         return len(result)
     if isinstance(result, tuple) and len(result) == 3:
         data, status, _ = result
@@ -70,13 +70,15 @@ def _statement(
     conn: Any,
     params: Any,
     many: bool,
-    rows: int | None,
+    result: Any,
+    rows_of: Callable[[Any], int | None],
     error: BaseException | None,
 ) -> None:
     """Append the ``db`` span. Runs once per statement, so the attributes are built inline
     rather than through ``db_attrs``'s keyword arguments."""
     end = _now()
     try:
+        rows = None if error is not None else rows_of(result)
         attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
         if params:
             add_params(attrs, params, many)
@@ -106,10 +108,9 @@ async def _run(
     try:
         result = await coro
     except BaseException as exc:
-        _statement(trace, query, start, conn, params, many, None, exc)
+        _statement(trace, query, start, conn, params, many, None, rows_of, exc)
         raise
-    rows = len(result) if type(result) is list else rows_of(result)
-    _statement(trace, query, start, conn, params, many, rows, None)
+    _statement(trace, query, start, conn, params, many, result, rows_of, None)
     return result
 
 
@@ -118,11 +119,11 @@ async def _run_prepared(trace: Trace, coro: Any, stmt: Any) -> Any:
     try:
         result = await coro
     except BaseException as exc:
-        _statement(trace, stmt._query, start, stmt._connection, None, False, None, exc)
+        _statement(trace, stmt._query, start, stmt._connection, None, False, None, _rows, exc)
         raise
     # ``fetchmany``/``executemany`` return a list or None, the others a status triple.
-    many = not isinstance(result, tuple)
-    _statement(trace, stmt._query, start, stmt._connection, None, many, _rows(result), None)
+    many = type(result) is not tuple
+    _statement(trace, stmt._query, start, stmt._connection, None, many, result, _rows, None)
     return result
 
 

@@ -65,14 +65,18 @@ def _traced(
 
 
 def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
-    return db_attrs(
-        DRIVER,
-        SYSTEM,
-        params,
-        many=many,
-        sync=True,
-        new_connection=take_new_connection(conn, trace),
-    )
+    try:
+        return db_attrs(
+            DRIVER,
+            SYSTEM,
+            params,
+            many=many,
+            sync=True,
+            new_connection=take_new_connection(conn, trace),
+        )
+    except Exception as exc:
+        report_internal_error("sqlite3:attrs", exc)
+        return {"driver": DRIVER, "db.system": SYSTEM}
 
 
 def _count_rows(cur: Any, span: Span) -> None:
