@@ -235,7 +235,6 @@ class TimedLayer:
         if trace is None or type(trace) is not _LayeredTrace:
             await self.app(scope, receive, send)
             return
-        depth = trace.depth
         if not self.own_send:
             # Time outside is what the server's send took for streamed chunks (counted by
             # LaglessMiddleware; other sends return at once unless the client is slow):
@@ -255,6 +254,7 @@ class TimedLayer:
                 else:
                     trace.handler_own += own
             return
+        depth = trace.depth
         trace.depth = depth + 1
         sent = 0
 

@@ -60,8 +60,12 @@ def _trie_nodes(router: Any) -> list[Any]:
     return out
 
 
-def _time_routes(router: Any) -> int:
-    """Time the middleware stack of every route handler in the trie; how many were timed."""
+def _time_routes(router: Any, *, full: bool) -> int:
+    """Time the middleware stack of every route handler in the trie; how many were timed.
+
+    ``full`` times every link even of a route without middleware, which the own-time
+    arithmetic needs when the layers above the router are timed too.
+    """
     timed = 0
     for node in _trie_nodes(router):
         handlers = node.asgi_handlers
@@ -69,8 +73,7 @@ def _time_routes(router: Any) -> int:
             stack = entry.asgi_app
             # A handler with middleware has a chain worth timing link by link; a bare one
             # only needs its handler span.
-            full = _inner_link(stack)[0] is not None
-            new_stack = time_chain(stack, full=full)
+            new_stack = time_chain(stack, full=full or _inner_link(stack)[0] is not None)
             if new_stack is not stack:
                 handlers[key] = entry._replace(asgi_app=new_stack)
             timed += 1
@@ -95,15 +98,11 @@ def instrument_litestar(app: AppT, *, runtime: Runtime) -> AppT:
     if isinstance(target.asgi_handler, LaglessMiddleware):
         return app
     router = target.asgi_router
-    _time_routes(router)
     # The app-level chain above the router (exception handling, CORS): timed too when it
     # holds more than Litestar's own exception handler.
-    outer = time_chain(
-        target.asgi_handler,
-        stop=router,
-        time_stop=False,
-        full=getattr(target, "cors_config", None) is not None,
-    )
+    outer_full = getattr(target, "cors_config", None) is not None
+    _time_routes(router, full=outer_full)
+    outer = time_chain(target.asgi_handler, stop=router, time_stop=False, full=outer_full)
     target.asgi_handler = LaglessMiddleware(
         outer,
         runtime=runtime,

@@ -14,6 +14,7 @@ pytest.importorskip("litestar")
 
 import httpx
 from litestar import Litestar, Router, get, websocket
+from litestar.config.cors import CORSConfig
 from litestar.connection import WebSocket
 from litestar.middleware import ASGIMiddleware
 from litestar.params import FromPath
@@ -179,6 +180,30 @@ def test_middleware_and_handler_spans(fresh_runtime: Runtime, clock: FakeClock) 
     # App-level middleware runs outside router-level middleware; Litestar puts its exception
     # handler between the middleware and the handler.
     assert spans == [
+        ("middleware", "RateLimit", 300),
+        ("middleware", "Tenant", 1200),
+        ("middleware", "ExceptionHandlerMiddleware", 0),
+        ("handler", "get_user", 5000),
+    ]
+
+
+def test_app_level_layers_timed_with_cors(fresh_runtime: Runtime, clock: FakeClock) -> None:
+    app = lagless.instrument(
+        make_app(cors_config=CORSConfig(allow_origins=["*"])),
+        integrations=False,
+        server_timing=False,
+    )
+    CLOCK.append(clock)
+    try:
+        with TestClient(app) as client:
+            response = client.get("/api/users/2", headers={"origin": "http://x.example"})
+    finally:
+        CLOCK.clear()
+    assert response.headers["access-control-allow-origin"] == "*"
+    spans = [(s.kind, s.name, s.duration_ns) for s in last_trace(fresh_runtime).spans]
+    assert spans == [
+        ("middleware", "CORSMiddleware", 0),
+        ("middleware", "ExceptionHandlerMiddleware", 0),
         ("middleware", "RateLimit", 300),
         ("middleware", "Tenant", 1200),
         ("middleware", "ExceptionHandlerMiddleware", 0),
