@@ -155,10 +155,12 @@ def instrument(app: Any, kind: str) -> Any:
 
 def build_arms(kind: str, arm: str, provider: Any) -> Any:
     """The app for one framework and arm. The lagless arm installs lagless's integrations
-    first, so its connection is a traced one; the others use plain connections."""
-    if arm == "lagless":
+    first, so its connection is a traced one; the others use plain connections.
+    ``lagless-nodb`` is the lagless arm with an untraced connection (to tell apart what the
+    middleware costs and what the db span costs)."""
+    if arm in ("lagless", "lagless-nodb"):
         install_integrations(["sqlite3"])
-        conn = make_db()
+        conn = make_db() if arm == "lagless" else _plain_db()
         if kind == "starlette":
             return instrument(starlette_app(conn), kind)
         if kind == "flask":

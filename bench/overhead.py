@@ -82,8 +82,10 @@ class Plan:
     frameworks_loopback: tuple[str, ...]
 
 
-FULL = Plan(2000, 15, 5, 1.0, 400, 15, ("starlette", "flask", "django"))
-QUICK = Plan(500, 7, 2, 1.0, 200, 7, ("starlette", "flask"))
+# Many short rounds rather than a few long ones: on a shared machine, load comes and goes in
+# bursts, and pairing arms within a short round cancels more of it.
+FULL = Plan(600, 25, 5, 1.0, 200, 31, ("starlette", "flask", "django"))
+QUICK = Plan(400, 9, 2, 1.0, 100, 11, ("starlette", "flask"))
 
 
 def in_process(plan: Plan, provider: Any, count_otel: Callable[[], int] | None) -> list[Any]:
@@ -192,6 +194,115 @@ def loopback(plan: Plan, arms: tuple[str, ...]) -> list[Any]:
             continue
         rows.append((kind, rps))
     return rows
+
+
+# -- where lagless's time goes -------------------------------------------------------------------
+
+
+def _with_settings(probe: Any, **changes: Any) -> Arm:
+    """An arm running ``probe`` under other lagless settings (restored after each block; the
+    switch itself is outside the timed region)."""
+
+    def arm(n: int) -> int:
+        rt = lagless.get_runtime()
+        saved = rt.config
+        rt.configure(**changes)
+        try:
+            return int(probe(n))
+        finally:
+            rt.configure(saved)
+
+    return arm
+
+
+def explain(plan: Plan) -> list[tuple[str, Result]]:
+    """Ablation: the lagless arm with one part switched off at a time, so the difference to
+    the full arm is what that part costs a request."""
+    rows = []
+    loop = asyncio.new_event_loop()
+    try:
+        for kind in ("starlette", "flask", "django"):
+            try:
+                apps = {arm: build_arms(kind, arm, None) for arm in ("bare", "lagless")}
+                apps["no db span"] = build_arms(kind, "lagless-nodb", None)
+            except ImportError as exc:
+                note(f"{kind}: skipped in --explain ({exc})")
+                continue
+            probes = {
+                arm: ASGIProbe(app, loop) if kind == "starlette" else WSGIProbe(app)
+                for arm, app in apps.items()
+            }
+            full = probes["lagless"]
+            arms: dict[str, Arm] = {"bare": probes["bare"], "lagless": full}
+            arms["no Server-Timing"] = _with_settings(full, server_timing=False)
+            arms["no middleware timing"] = _with_settings(full, middleware_timing=False)
+            arms["no db span"] = probes["no db span"]
+            arms["ring_size=0"] = _with_settings(full, ring_size=0)
+            arms["enabled=False"] = _with_settings(full, enabled=False)
+            rows.append((kind, interleave(arms, n=plan.n, repeats=plan.repeats)))
+    finally:
+        loop.close()
+    return rows
+
+
+def report_explain(rows: list[tuple[str, Result]]) -> None:
+    table = Table(title="Where lagless's time goes: µs a request each part costs (full - without)")
+    parts = [arm for arm in rows[0][1].rounds if arm not in ("bare", "lagless")] if rows else []
+    table.add_column("app")
+    table.add_column("lagless adds", justify="right")
+    for part in parts:
+        table.add_column(part.replace("no ", "").replace("=False", " off"), justify="right")
+    for kind, res in rows:
+        cells = [kind, f"{res.added('lagless', 'bare'):+.2f}"]
+        cells += [f"{res.added('lagless', part):+.2f}" for part in parts]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        "Each column is the full lagless arm minus the arm with that part off. 'enabled off' "
+        "is everything tracing costs; 'lagless adds' minus it is the pass-through's cost."
+    )
+
+
+def profile(plan: Plan) -> None:
+    """cProfile the lagless arm of each app and list lagless's own functions by their share of
+    the time spent in lagless code (profiling inflates absolute figures; shares hold)."""
+    import cProfile
+    import pstats
+
+    loop = asyncio.new_event_loop()
+    try:
+        for kind in ("starlette", "flask", "django"):
+            try:
+                app = build_arms(kind, "lagless", None)
+            except ImportError as exc:
+                note(f"{kind}: skipped in --profile ({exc})")
+                continue
+            probe = ASGIProbe(app, loop) if kind == "starlette" else WSGIProbe(app)
+            probe(200)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            probe(plan.n * 2)
+            profiler.disable()
+            stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+            total = sum(v[2] for v in stats.values())
+            ours = {k: v for k, v in stats.items() if f"{os.sep}lagless{os.sep}" in k[0]}
+            own = sum(v[2] for v in ours.values())
+            table = Table(
+                title=f"{kind}: lagless code is {own / total:.0%} of the profiled request time"
+            )
+            table.add_column("function")
+            table.add_column("calls/request", justify="right")
+            table.add_column("share of lagless time", justify="right")
+            for key, value in sorted(ours.items(), key=lambda kv: -kv[1][2])[:15]:
+                where = key[0].split(f"{os.sep}lagless{os.sep}", 1)[-1]
+                table.add_row(
+                    f"{where}:{key[1]} {key[2]}",
+                    f"{value[1] / (plan.n * 2):.1f}",
+                    f"{value[2] / own:.1%}",
+                )
+            console.print(table)
+    finally:
+        loop.close()
 
 
 # -- span recording -------------------------------------------------------------------------------
@@ -489,6 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--no-loopback", action="store_true", help="skip the server runs")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the comparison, profile the lagless arms and list lagless's costliest "
+        "functions",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="instead of the comparison, switch lagless's parts off one at a time and show "
+        "what each costs a request",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     logging.getLogger("lagless").setLevel(logging.ERROR)
@@ -502,6 +625,14 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]lagless overhead[/bold] ({'quick' if args.quick else 'full'} run; "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)"
     )
+    if args.profile:
+        profile(plan)
+        return 0
+    if args.explain:
+        report_explain(explain(plan))
+        for text in notes:
+            console.print(f"[yellow]note:[/yellow] {escape(text)}")
+        return 0
     ok: list[bool] = []
     loop_rows = [] if args.no_loopback else loopback(plan, arms)
     rows = in_process(plan, provider, count_otel)
