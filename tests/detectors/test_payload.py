@@ -81,3 +81,15 @@ def test_quick_serialization_is_fine():
     tiny = response(2000, encoding="gzip", duration_ms=2)
     add(tiny, "serialize", "json", 1, 0.8)
     assert codes(tiny) == []  # 40 % of the request but under the 1 ms doctor floor
+
+
+def test_serialization_is_judged_on_the_routes_median_request():
+    traces = []
+    for ms in (30, 2, 2):
+        trace = response(2000, encoding="gzip", duration_ms=50)
+        add(trace, "serialize", "json", 10, ms)
+        traces.append(trace)
+    assert analyze(traces, mode="production") == []
+    traces[1].spans[0].duration_ns = 25_000_000
+    [finding] = analyze(traces, mode="production")
+    assert finding.cost_ms == 25.0 and finding.requests == 3

@@ -36,14 +36,14 @@ def test_overlapping_calls_are_already_concurrent():
     trace = async_trace()
     db(trace, "SELECT a FROM x WHERE id = $1", 0, 150, params_hash=1)
     db(trace, "SELECT b FROM y WHERE id = $1", 10, 150, params_hash=1)
-    assert analyze([trace], mode="doctor") == []
+    assert analyze([trace], mode="production") == []
 
 
 def test_sync_handlers_are_not_reported():
     trace = make_trace("/dashboard", duration_ms=500, attrs={"async_handler": False})
     db(trace, "SELECT a FROM x WHERE id = %s", 0, 150, params_hash=1)
     db(trace, "SELECT b FROM y WHERE id = %s", 151, 150, params_hash=1)
-    assert analyze([trace], mode="doctor") == []
+    assert analyze([trace], mode="production") == []
 
 
 def test_writes_break_a_run():
@@ -51,4 +51,32 @@ def test_writes_break_a_run():
     db(trace, "SELECT a FROM x WHERE id = $1", 0, 150, params_hash=1)
     db(trace, "UPDATE x SET seen = true WHERE id = $1", 151, 5, params_hash=1)
     db(trace, "SELECT b FROM y WHERE id = $1", 157, 150, params_hash=1)
-    assert analyze([trace], mode="doctor") == []
+    assert analyze([trace], mode="production") == []
+
+
+def test_asgi_framework_counts_as_async_when_the_handler_kind_is_unknown():
+    trace = make_trace("/dashboard", duration_ms=500, attrs={"framework": "fastapi"})
+    db(trace, "SELECT a FROM x WHERE id = $1", 0, 150, params_hash=1)
+    db(trace, "SELECT b FROM y WHERE id = $1", 151, 150, params_hash=1)
+    assert [f.code for f in analyze([trace], mode="production")] == ["sequential-io"]
+    trace.attrs["framework"] = "flask"
+    assert analyze([trace], mode="production") == []
+    trace.attrs.update(framework="fastapi", async_handler=False)  # a def endpoint
+    assert analyze([trace], mode="production") == []
+
+
+def test_doctor_runs_need_three_calls_in_a_row():
+    trace = async_trace()
+    db(trace, "SELECT a FROM x WHERE id = $1", 0, 1, params_hash=1)
+    db(trace, "SELECT b FROM y WHERE x_id = $1", 1.5, 1, params_hash=2)
+    assert analyze([trace], mode="doctor") == []  # parent then children: the common case
+    db(trace, "SELECT c FROM z WHERE id = $1", 3, 1, params_hash=3)
+    [finding] = analyze([trace], mode="doctor")
+    assert finding.severity == "low" and len(finding.evidence) == 3
+
+
+def test_production_needs_a_tenth_of_the_run_saved():
+    trace = async_trace()
+    db(trace, "SELECT a FROM x WHERE id = $1", 0, 2000, params_hash=1)
+    db(trace, "SELECT b FROM y WHERE id = $1", 2001, 150, params_hash=1)
+    assert analyze([trace], mode="production") == []  # saves 150 of 2150 ms: 7 %

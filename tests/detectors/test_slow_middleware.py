@@ -33,3 +33,18 @@ def test_doctor_floor_keeps_sub_millisecond_layers_out():
     assert analyze([small], mode="production") == []  # 3 ms is under the 10 ms floor
     lower = DetectorSettings(middleware_min_ms=2.0)
     assert len(analyze([small], mode="production", settings=lower)) == 1
+
+
+def test_the_routes_median_request_decides_not_one_outlier():
+    traces = []
+    for own_ms in (40, 0.2, 0.3, 0.2, 0.25):  # a slow first request (a cold import), then fast
+        trace = make_trace("/x", duration_ms=60, attrs={"framework": "starlette"})
+        add(trace, "middleware", "GZipMiddleware", 0, own_ms)
+        traces.append(trace)
+    assert analyze(traces, mode="doctor") == []
+    traces[1].spans[0].duration_ns = 30_000_000
+    assert analyze(traces, mode="doctor") == []  # 2 slow of 5: the median is still fast
+    traces[2].spans[0].duration_ns = 30_000_000
+    [finding] = analyze(traces, mode="doctor")
+    assert finding.requests == 5 and finding.evidence[0]["median_of"] == 5
+    assert finding.cost_ms == 30.0

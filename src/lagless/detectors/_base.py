@@ -25,7 +25,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 
 from lagless.errors import ConfigError
 
@@ -146,8 +146,9 @@ class DetectorSettings:
     over_fetch_min_ms: float = 50.0
     #: Sentry consecutive DB queries: parallelising must save >= 100 ms (production).
     sequential_min_saving_ms: float = 100.0
-    #: Consecutive independent calls that make a run.
+    #: Consecutive independent calls that make a run (production; doctor runs need 3).
     sequential_min_calls: int = 2
+    sequential_doctor_min_calls: int = 3
     #: Synchronous I/O on the event loop: total per request, production only.
     blocking_min_ms: float = 10.0
     #: asyncio debug mode's ``slow_callback_duration`` (100 ms): measured loop lag.
@@ -274,6 +275,16 @@ def _ensure_loaded() -> None:
 
 def ms(ns: int) -> float:
     return ns / 1_000_000
+
+
+T = TypeVar("T")
+
+
+def median_sample(samples: list[T], key: Callable[[T], float]) -> T:
+    """The sample at the median of ``key`` (the lower middle one for an even count), so a
+    per-route detector judges a route by its typical request, not by one outlier."""
+    ordered = sorted(samples, key=key)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def route_key(trace: Trace) -> tuple[str, str]:

@@ -6,8 +6,8 @@
   least ``compress_min_bytes`` (one Ethernet MTU: below that compression saves no packet) sent
   without ``Content-Encoding`` to a client whose ``Accept-Encoding`` offered gzip, br, zstd or
   deflate (RFC 9110 §12.5.3);
-- ``slow-serialization``: ``serialize`` spans taking ``serialization_share`` of the request
-  and at least ``serialization_min_ms`` (1 ms in doctor runs).
+- ``slow-serialization``: ``serialize`` spans taking ``serialization_share`` of the route's
+  median request and at least ``serialization_min_ms`` (1 ms in doctor runs).
 
 Bytes become milliseconds at ``client_mbps`` (10 Mbit/s by default, a decent mobile link);
 compression is assumed to remove three quarters of a JSON or text body, a conservative figure
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from lagless._trace import Trace
-from lagless.detectors._base import Context, Finding, Severity, register
+from lagless.detectors._base import Context, Finding, Severity, median_sample, register
 from lagless.detectors._hints import compression_tool
 
 #: Share of a text/JSON body compression is assumed to remove.
@@ -173,13 +173,18 @@ _SERIALIZE_FIX = {
 }
 
 
-def _slow_serialization(trace: Trace, ctx: Context) -> Iterator[Finding]:
+def _slow_serialization(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
     s = ctx.settings
-    spans = [x for x in trace.spans if x.kind == "serialize"]
-    if not spans or trace.duration_ns <= 0:
+    runs = []
+    for trace in traces:
+        spans = [x for x in trace.spans if x.kind == "serialize"]
+        if spans and trace.duration_ns > 0:
+            total = sum(x.duration_ms for x in spans)
+            runs.append((trace, spans, total, total / trace.duration_ms))
+    if not runs:
         return
-    total = sum(x.duration_ms for x in spans)
-    share = total / trace.duration_ms
+    # The route's median request decides: one slow first render is not the route's habit.
+    trace, spans, total, share = median_sample(runs, key=lambda r: r[2])
     floor = s.serialization_doctor_min_ms if ctx.doctor else s.serialization_min_ms
     if share < s.serialization_share or total < floor:
         return
@@ -197,11 +202,13 @@ def _slow_serialization(trace: Trace, ctx: Context) -> Iterator[Finding]:
                 "count": 1,
                 "total_ms": round(x.duration_ms, 3),
                 "bytes": x.get("bytes"),
+                "median_of": len(runs),
             }
             for x in spans
         ),
         cost_ms=total,
         fix=f"Serialize faster: {tool}; and serialize less (paginate, fewer fields).",
+        requests=len(runs),
         details={"key": "serialize"},
     )
 
@@ -215,5 +222,5 @@ register(
 register(
     "slow-serialization",
     "Serialization taking a large share of the request",
-    per_trace=_slow_serialization,
+    per_route=_slow_serialization,
 )

@@ -2,14 +2,17 @@
 have overlapped with ``asyncio.gather``.
 
 A run is two or more I/O spans (database SELECTs, GET/HEAD HTTP calls, cache reads) of an
-async handler, each starting after the previous one ended. Overlapping spans are already
+async handler (``attrs["async_handler"]``, or, when the integration could not tell, any handler
+of an ASGI framework), each starting after the previous one ended. Overlapping spans are already
 concurrent and end a run; so do writes and transaction statements, which must stay ordered.
 Shapes repeated ``n_plus_one_min_repeats`` times are left to the N+1 detectors.
 
 A trace cannot show whether the second call needed the first one's result, so every finding
 is "Potential"; Sentry's consecutive-queries detector faces the same limit and likewise only
-reports runs whose parallelisation would save >= 100 ms. The saving is what gathering the run
-would gain: its total time minus its longest call.
+reports runs whose parallelisation would save >= 100 ms and >= 10 % of the run. The saving is
+what gathering the run would gain: its total time minus its longest call. Doctor runs (tiny
+durations) need three calls in a row instead: "fetch the parent, then its children" is two
+dependent calls and the commonest sequence there is.
 """
 
 from __future__ import annotations
@@ -70,17 +73,34 @@ def _runs(trace: Trace, ctx: Context) -> list[list[Span]]:
             continue
         current.append(span)
     runs.append(current)
-    return [run for run in runs if len(run) >= ctx.settings.sequential_min_calls]
+    least = ctx.settings.sequential_min_calls
+    if ctx.doctor:
+        least = max(least, ctx.settings.sequential_doctor_min_calls)
+    return [run for run in runs if len(run) >= least]
+
+
+#: Frameworks whose handlers are normally ``async def``.
+ASYNC_FRAMEWORKS: Final = frozenset({"fastapi", "starlette", "litestar", "asgi"})
+
+
+def is_async(trace: Trace) -> bool:
+    """``attrs["async_handler"]`` when the integration knew; else whether the framework is an
+    ASGI one (its handlers are async by default)."""
+    known = trace.attrs.get("async_handler")
+    if known is not None:
+        return bool(known)
+    return str(trace.attrs.get("framework") or "").lower() in ASYNC_FRAMEWORKS
 
 
 def _sequential(trace: Trace, ctx: Context) -> Iterator[Finding]:
-    if trace.attrs.get("async_handler") is not True:
+    if not is_async(trace):
         return
     s = ctx.settings
     for run in _runs(trace, ctx):
         durations = [x.duration_ns for x in run]
         saving = ms(sum(durations) - max(durations))
-        if not ctx.doctor and saving < s.sequential_min_saving_ms:
+        ratio = saving / ms(sum(durations)) if sum(durations) else 0.0
+        if not ctx.doctor and (saving < s.sequential_min_saving_ms or ratio < 0.1):
             continue
         severity: Severity = "low"
         if saving >= 5 * s.sequential_min_saving_ms:
