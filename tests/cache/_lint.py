@@ -18,7 +18,9 @@ def problems(
     """httplint's BAD notes for one exchange, as readable strings."""
     request = HttpRequestLinter()
     request.process_request_topline(method.encode(), url.encode(), b"HTTP/1.1")
-    request.process_headers([(n.encode("latin-1"), v.encode("latin-1")) for n, v in request_headers])
+    request.process_headers(
+        [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request_headers]
+    )
     request.finish_content(True)
     response = HttpResponseLinter(_related=request)
     response.is_head_response = method == "HEAD"

@@ -196,21 +196,15 @@ _KEEP_ON_304 = frozenset(
 )
 
 
-def not_modified_headers(
-    headers: Iterable[tuple[str, str]], *, now: float | None = None
-) -> list[tuple[str, str]]:
-    """The fields of a 304 from those the 200 would have carried; adds Date when missing
-    (§6.6.1: an origin with a clock must send it)."""
-    kept = [(n, v) for n, v in headers if n.lower() in _KEEP_ON_304]
-    if not any(n.lower() == "date" for n, _ in kept):
-        kept.append(("date", http_date(now)))
-    return kept
+def not_modified_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The fields of a 304 from those the 200 would have carried. Date is kept when present;
+    adding one is the server's job (uvicorn, gunicorn and wsgiref all do), and a second Date
+    line would be invalid, so adapters add it only when told to (``add_date=True``)."""
+    return [(n, v) for n, v in headers if n.lower() in _KEEP_ON_304]
 
 
-def failed_headers(*, now: float | None = None) -> list[tuple[str, str]]:
-    """The fields of a 412 produced by lagless: an empty plain-text body and a Date."""
-    return [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("content-length", "0"),
-        ("date", http_date(now)),
-    ]
+def ensure_date(headers: list[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+    """``headers`` with a Date (RFC 9110 §6.6.1) when they have none."""
+    if any(n.lower() == "date" for n, _ in headers):
+        return headers
+    return [*headers, ("date", http_date(now))]

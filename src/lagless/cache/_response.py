@@ -316,8 +316,6 @@ def apply_conditions(
     status: int,
     headers: Headers,
     body: bytes,
-    *,
-    now: float,
 ) -> tuple[int, Headers, bytes]:
     """Evaluate the request's preconditions against the response's own validators (RFC 9110
     §13.2.2): a 304 (headers of §15.4.5, no body), a 412, or the response unchanged (without a
@@ -332,21 +330,17 @@ def apply_conditions(
             last_modified=parse_http_date(last_modified_text) if last_modified_text else None,
         )
         if outcome == 304:
-            return 304, not_modified_headers(headers, now=now), b""
+            return 304, not_modified_headers(headers), b""
         if outcome == 412:
-            return 412, precondition_failed_headers(now), b""
+            return 412, precondition_failed_headers(), b""
     if method == "HEAD":
         body = b""
     return status, headers, body
 
 
-def precondition_failed_headers(now: float) -> Headers:
+def precondition_failed_headers() -> Headers:
     """RFC 9110 §15.5.13: 412 Precondition Failed, with an empty body."""
-    return [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("content-length", "0"),
-        ("date", http_date(now)),
-    ]
+    return [("content-type", "text/plain; charset=utf-8"), ("content-length", "0")]
 
 
 def hit_response(
@@ -361,12 +355,12 @@ def hit_response(
         ("age", str(age)),
         ("cache-status", cache_status(hit=True, ttl=remaining)),
     ]
-    return apply_conditions(method, request_headers, entry.status, headers, entry.body, now=now)
+    return apply_conditions(method, request_headers, entry.status, headers, entry.body)
 
 
-def storable_headers(headers: Headers, now: float, body_length: int) -> Headers:
-    """Headers to store: hop-by-hop fields dropped, a Date added when the origin sent none (so
-    a later hit reports when it was generated, RFC 9110 §6.6.1)."""
+def storable_headers(headers: Headers, body_length: int) -> Headers:
+    """Headers to store: hop-by-hop and per-delivery fields dropped (a hit adds its own Age and
+    Cache-Status), Content-Length set (a stored body is complete)."""
     hop = {
         "connection",
         "keep-alive",
@@ -380,8 +374,6 @@ def storable_headers(headers: Headers, now: float, body_length: int) -> Headers:
         "trailer",
     }
     kept = [(n.lower(), v) for n, v in headers if n.lower() not in hop]
-    if not any(n == "date" for n, _ in kept):
-        kept.append(("date", http_date(now)))
     if not any(n == "content-length" for n, _ in kept):
         kept.append(("content-length", str(body_length)))
     return kept
@@ -393,8 +385,6 @@ def precheck(
     policy: CachePolicy,
     etag_value: Any,
     last_modified_value: Any,
-    *,
-    now: float,
 ) -> tuple[tuple[int, Headers] | None, Headers]:
     """Evaluate the request's conditions against handler-supplied validators *before* the view
     runs. Returns (early answer or None, validator headers to add to the full response).
@@ -415,6 +405,6 @@ def precheck(
     if outcome is None:
         return None, validator_headers
     if outcome == 412:
-        return (412, precondition_failed_headers(now)), validator_headers
+        return (412, precondition_failed_headers()), validator_headers
     headers = decorate(method, request_headers, 200, validator_headers, None, policy=policy)
-    return (304, not_modified_headers(headers, now=now)), validator_headers
+    return (304, not_modified_headers(headers)), validator_headers

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from lagless.cache._backend import CacheBackend
-from lagless.cache._conditional import GET_HEAD
+from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
@@ -62,7 +62,11 @@ def _decode(raw: Any) -> Headers:
     ]
 
 
-async def _send_whole(send: Send, status: int, headers: Headers, body: bytes) -> None:
+async def _send_whole(
+    send: Send, status: int, headers: Headers, body: bytes, date: float | None
+) -> None:
+    if date is not None:
+        headers = ensure_date(headers, date)
     await send({"type": "http.response.start", "status": status, "headers": _encode(headers)})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -87,7 +91,7 @@ async def run_validators(
     modified = (
         await _resolve(policy.last_modified(info)) if policy.last_modified is not None else None
     )
-    return precheck(method, headers, policy, etag, modified, now=now)
+    return precheck(method, headers, policy, etag, modified)
 
 
 async def run_finishing(
@@ -104,6 +108,7 @@ async def run_finishing(
     now: float,
     on_complete: OnComplete | None = None,
     status_header: str | None = None,
+    add_date: bool = False,
 ) -> None:
     """Run the app, buffering a response up to ``max_body`` bytes so it can get its ETag, policy
     headers and conditional evaluation; a larger or trailer-carrying response is streamed with
@@ -131,6 +136,8 @@ async def run_finishing(
         )
         if status_header:
             headers.append(("cache-status", status_header))
+        if add_date:
+            headers = ensure_date(headers, now)
         await send({**start, "headers": _encode(headers)})
 
     async def wrapped(message: Message) -> None:
@@ -174,9 +181,9 @@ async def run_finishing(
             headers = headers + await on_complete(status, headers, whole)
         elif status_header:
             headers.append(("cache-status", status_header))
-        status, headers, whole = apply_conditions(
-            method, request_headers, status, headers, whole, now=now
-        )
+        status, headers, whole = apply_conditions(method, request_headers, status, headers, whole)
+        if add_date:
+            headers = ensure_date(headers, now)
         await send({**start, "status": status, "headers": _encode(headers)})
         await send({"type": "http.response.body", "body": whole, "more_body": False})
 
@@ -201,7 +208,9 @@ class ConditionalMiddleware:
         policies: CachePolicies | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         clock: Callable[[], float] = time.time,
+        add_date: bool = False,
     ) -> None:
+        self.add_date = add_date
         self.app = app
         self.policies = policies
         self.max_body = max_body
@@ -222,7 +231,7 @@ class ConditionalMiddleware:
         if match is not None and match.policy.has_validators:
             early, extra = await run_validators(match, scope, method, headers, now)
             if early is not None:
-                await _send_whole(send, early[0], early[1], b"")
+                await _send_whole(send, early[0], early[1], b"", now if self.add_date else None)
                 return
         await run_finishing(
             self.app,
@@ -235,6 +244,7 @@ class ConditionalMiddleware:
             extra=extra,
             max_body=self.max_body,
             now=now,
+            add_date=self.add_date,
         )
 
 
@@ -257,7 +267,9 @@ class ResponseCacheMiddleware:
         backend: CacheBackend | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         clock: Callable[[], float] = time.time,
+        add_date: bool = False,
     ) -> None:
+        self.add_date = add_date
         self.app = app
         self.policies = policies
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
@@ -281,7 +293,7 @@ class ResponseCacheMiddleware:
         if policy.has_validators:
             early, extra = await run_validators(match, scope, method, headers, now)
             if early is not None:
-                await _send_whole(send, early[0], early[1], b"")
+                await _send_whole(send, early[0], early[1], b"", now if self.add_date else None)
                 return
         reason = bypass_reason(method, headers, policy)
         if reason is not None:
@@ -301,6 +313,7 @@ class ResponseCacheMiddleware:
                 extra=extra,
                 max_body=self.max_body,
                 now=now,
+                add_date=self.add_date,
                 status_header=status_header,
             )
             return
@@ -317,7 +330,7 @@ class ResponseCacheMiddleware:
                 entry, fwd = await self.store.alookup(primary, headers, shape)
         if entry is not None:
             status, out, body = hit_response(method, headers, entry, now=self.clock())
-            await _send_whole(send, status, out, body)
+            await _send_whole(send, status, out, body, now if self.add_date else None)
             return
 
         leader = method == "GET" and primary not in self._inflight
@@ -333,9 +346,7 @@ class ResponseCacheMiddleware:
             if refusal is not None or ttl is None:
                 return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
             stored_at = self.clock()
-            stored = StoredResponse(
-                status, storable_headers(out, stored_at, len(body)), body, stored_at, ttl
-            )
+            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
             ok = await self.store.astore(primary, headers, stored, policy, shape)
             return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
 
@@ -357,6 +368,7 @@ class ResponseCacheMiddleware:
                 extra=extra,
                 max_body=self.max_body,
                 now=now,
+                add_date=self.add_date,
                 on_complete=on_complete,
                 status_header=cache_status(hit=False, fwd=fwd, detail="too-large"),
             )

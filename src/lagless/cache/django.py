@@ -32,7 +32,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from lagless.cache._backend import CacheBackend
-from lagless.cache._conditional import GET_HEAD
+from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy
 from lagless.cache._response import (
@@ -70,7 +70,10 @@ def _policies() -> CachePolicies | None:
 
 
 def build(status: int, headers: Headers, body: bytes) -> HttpResponse:
-    """A Django response from plain parts (no default Content-Type on bodiless answers)."""
+    """A Django response from plain parts (no default Content-Type on bodiless answers). Adds
+    a Date when ``LAGLESS_CACHE["add_date"]`` is on (servers such as gunicorn add their own)."""
+    if _setting("add_date"):
+        headers = ensure_date(headers, time.time())
     response = HttpResponse(body, status=status)
     if status == 304 or not any(n.lower() == "content-type" for n, _ in headers):
         del response["Content-Type"]
@@ -107,9 +110,9 @@ def _finish(
         return response
     if on_complete is not None:
         headers = headers + on_complete(status, headers, body)
-    new_status, headers, new_body = apply_conditions(
-        method, request_headers, status, headers, body, now=now
-    )
+    new_status, headers, new_body = apply_conditions(method, request_headers, status, headers, body)
+    if _setting("add_date"):
+        headers = ensure_date(headers, now)
     if new_status == status:
         _apply(response, headers)
         return response
@@ -215,9 +218,7 @@ class ResponseCacheMiddleware:
             if refusal is not None or ttl is None:
                 return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
             stored_at = time.time()
-            stored = StoredResponse(
-                status, storable_headers(out, stored_at, len(body)), body, stored_at, ttl
-            )
+            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
             ok = self.store.store(primary, headers, stored, policy, shape)
             return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
 
@@ -271,9 +272,7 @@ def condition(
             tag = etag(request, *args, **kwargs) if etag is not None else None
             modified = last_modified(request, *args, **kwargs) if last_modified else None
             method = request.method or "GET"
-            early, extra = precheck(
-                method, headers, policy or CachePolicy(), tag, modified, now=now
-            )
+            early, extra = precheck(method, headers, policy or CachePolicy(), tag, modified)
             if early is not None:
                 return build(early[0], early[1], b""), extra, headers, now
             return None, extra, headers, now

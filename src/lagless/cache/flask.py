@@ -15,7 +15,6 @@ that answers 304/412 from cheap validators before the view runs.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,13 +69,10 @@ def condition(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             headers = environ_headers(request.environ)
-            now = time.time()
             method = request.method
             tag = etag(*args, **kwargs) if etag is not None else None
             modified = last_modified(*args, **kwargs) if last_modified is not None else None
-            early, extra = precheck(
-                method, headers, policy or CachePolicy(), tag, modified, now=now
-            )
+            early, extra = precheck(method, headers, policy or CachePolicy(), tag, modified)
             if early is not None:
                 return Response(b"", status=early[0], headers=early[1])
             response = make_response(view(*args, **kwargs))

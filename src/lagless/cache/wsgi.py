@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 
 from lagless.cache._backend import CacheBackend
-from lagless.cache._conditional import GET_HEAD
+from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
@@ -78,7 +78,7 @@ def validate(
     )
     etag = policy.etag(info) if policy.etag is not None else None
     modified = policy.last_modified(info) if policy.last_modified is not None else None
-    return precheck(method, headers, policy, etag, modified, now=now)
+    return precheck(method, headers, policy, etag, modified)
 
 
 def run_finishing(
@@ -94,6 +94,7 @@ def run_finishing(
     now: float,
     on_complete: OnComplete | None = None,
     status_header: str | None = None,
+    add_date: bool = False,
 ) -> Iterable[bytes]:
     """Run the app, buffering its response up to ``max_body`` bytes for ETag, policy headers
     and conditional evaluation; a larger response streams with only its headers touched."""
@@ -134,8 +135,10 @@ def run_finishing(
             elif status_header:
                 headers.append(("cache-status", status_header))
             new_status, headers, whole = apply_conditions(
-                method, request_headers, status, headers, whole, now=now
+                method, request_headers, status, headers, whole
             )
+            if add_date:
+                headers = ensure_date(headers, now)
             line = captured["status"] if new_status == status else status_line(new_status)
             start_response(line, headers)
             return [whole]
@@ -153,6 +156,8 @@ def run_finishing(
     )
     if status_header:
         headers.append(("cache-status", status_header))
+    if add_date:
+        headers = ensure_date(headers, now)
     start_response(captured["status"], headers)
     return _stream(list(chunks), iterator, result)
 
@@ -182,11 +187,16 @@ class ConditionalWSGIMiddleware:
         policies: CachePolicies | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         clock: Callable[[], float] = time.time,
+        add_date: bool = False,
     ) -> None:
+        self.add_date = add_date
         self.app = app
         self.policies = policies
         self.max_body = max_body
         self.clock = clock
+
+    def _dated(self, headers: Headers, now: float) -> Headers:
+        return ensure_date(headers, now) if self.add_date else headers
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -200,7 +210,7 @@ class ConditionalWSGIMiddleware:
         if match is not None and match.policy.has_validators:
             early, extra = validate(match, environ, method, headers, now)
             if early is not None:
-                start_response(status_line(early[0]), early[1])
+                start_response(status_line(early[0]), self._dated(early[1], now))
                 return [b""]
         return run_finishing(
             self.app,
@@ -212,6 +222,7 @@ class ConditionalWSGIMiddleware:
             extra=extra,
             max_body=self.max_body,
             now=now,
+            add_date=self.add_date,
         )
 
 
@@ -227,7 +238,9 @@ class ResponseCacheWSGIMiddleware:
         backend: CacheBackend | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         clock: Callable[[], float] = time.time,
+        add_date: bool = False,
     ) -> None:
+        self.add_date = add_date
         self.app = app
         self.policies = policies
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
@@ -235,6 +248,9 @@ class ResponseCacheWSGIMiddleware:
         self.clock = clock
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+
+    def _dated(self, headers: Headers, now: float) -> Headers:
+        return ensure_date(headers, now) if self.add_date else headers
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -249,7 +265,7 @@ class ResponseCacheWSGIMiddleware:
         if policy.has_validators:
             early, extra = validate(match, environ, method, headers, now)
             if early is not None:
-                start_response(status_line(early[0]), early[1])
+                start_response(status_line(early[0]), self._dated(early[1], now))
                 return [b""]
         reason = bypass_reason(method, headers, policy)
         if reason is not None:
@@ -268,6 +284,7 @@ class ResponseCacheWSGIMiddleware:
                 extra=extra,
                 max_body=self.max_body,
                 now=now,
+                add_date=self.add_date,
                 status_header=status_header,
             )
 
@@ -283,7 +300,7 @@ class ResponseCacheWSGIMiddleware:
                 entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is not None:
             status, out, body = hit_response(method, headers, entry, now=self.clock())
-            start_response(status_line(status), out)
+            start_response(status_line(status), self._dated(out, now))
             return [body]
 
         done = threading.Event()
@@ -300,9 +317,7 @@ class ResponseCacheWSGIMiddleware:
             if refusal is not None or ttl is None:
                 return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
             stored_at = self.clock()
-            stored = StoredResponse(
-                status, storable_headers(out, stored_at, len(body)), body, stored_at, ttl
-            )
+            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
             ok = self.store.store(primary, headers, stored, policy, shape)
             return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
 
@@ -318,6 +333,7 @@ class ResponseCacheWSGIMiddleware:
                 extra=extra,
                 max_body=self.max_body,
                 now=now,
+                add_date=self.add_date,
                 on_complete=on_complete,
                 status_header=cache_status(hit=False, fwd=fwd, detail="too-large"),
             )
