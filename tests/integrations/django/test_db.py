@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -220,13 +221,37 @@ def test_no_double_recording_with_sqlite3_integration(fresh_runtime: Runtime) ->
     assert all(s.get("driver") == "sqlite3" for s in db if s.name.upper().startswith("PRAGMA"))
 
 
+def postgres_connection(dsn: str) -> Any:
+    """A Django connection to the test server, built directly (not a ``DATABASES`` alias,
+    which depends on whose settings won); lagless picks it up through ``connection_created``."""
+    from django.db.utils import load_backend
+
+    url = urlsplit(dsn)
+    settings_dict = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": url.path.lstrip("/") or "test",
+        "USER": url.username or "postgres",
+        "PASSWORD": url.password or "",
+        "HOST": url.hostname or "127.0.0.1",
+        "PORT": str(url.port or 5432),
+        "OPTIONS": {},
+        "ATOMIC_REQUESTS": False,
+        "AUTOCOMMIT": True,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+        "TIME_ZONE": None,
+        "TEST": {},
+    }
+    return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "lagless_pg")
+
+
 @pytest.mark.postgres
-def test_postgresql_through_the_orm_connection(
+def test_postgresql_through_a_django_connection(
     fresh_runtime: Runtime, postgres_dsn: str, integration: DjangoDBIntegration
 ) -> None:
     pytest.importorskip("psycopg")
     table = f"lagless_dj_{uuid.uuid4().hex[:10]}"
-    pg = connections["pg"]
+    pg = postgres_connection(postgres_dsn)
     trace = Trace("GET", "/pg")
     token = _current_trace.set(trace)
     try:
@@ -244,6 +269,7 @@ def test_postgresql_through_the_orm_connection(
         pg.close()
     create, insert, select, bad = trace.spans_of("db")
     assert {s.get("db.system") for s in trace.spans_of("db")} == {"postgresql"}
+    assert {s.get("driver") for s in trace.spans_of("db")} == {"django"}
     assert insert.get("many") is True
     assert select.get("rows") == 2
     assert bad.get("error").startswith('ProgrammingError: column "nope" does not exist')
