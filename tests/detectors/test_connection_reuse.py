@@ -66,3 +66,14 @@ def test_connect_inside_a_checkout_is_not_pool_wait():
     # and a connection shown both as a connect span and a flagged query counts once
     [finding] = analyze([trace, trace], mode="doctor")
     assert finding.evidence[0]["count"] == 2 and finding.cost_ms == 7.0
+
+
+def test_pool_wait_is_judged_on_the_routes_median_request():
+    def one(wait):
+        trace = make_trace("/items", duration_ms=100)
+        add(trace, "pool", "QueuePool.getconn", 0, wait + 0.1, wait_ms=wait)
+        return trace
+
+    assert analyze([one(60), one(0.1), one(0.2)], mode="production") == []  # one stalled request
+    [finding] = analyze([one(60), one(45), one(0.2)], mode="production")
+    assert finding.cost_ms == 45.0 and finding.requests == 3

@@ -89,3 +89,17 @@ def test_production_needs_time():
 
 def test_select_columns_skips_commas_in_calls():
     assert select_columns("select a,coalesce(b,c),d from t") == 3
+
+
+def test_whole_table_select_behind_a_large_response_when_rows_are_unknown():
+    trace = make_trace("/books", response_bytes=1_600_000)
+    db(trace, "SELECT book.id, book.title FROM book", 0, 40)
+    db(trace, "SELECT shop.name FROM shop WHERE shop.id = ?", 41, 1, params_hash=1)
+    [finding] = only(trace)
+    assert finding.potential and finding.severity == "medium"
+    assert finding.title == (
+        "Potential unbounded list query: all of book without LIMIT or WHERE, for a 1600 KB response"
+    )
+    small = make_trace("/books", response_bytes=2_000)
+    db(small, "SELECT book.id, book.title FROM book", 0, 40)
+    assert only(small) == []

@@ -5,9 +5,9 @@
   (half) of a route's requests each opened a connection (a ``pool`` span ``connect`` or any
   span with ``new_connection=True``), the app is connecting per request: a TCP handshake, TLS
   and authentication each time (several ms on PostgreSQL; more across a network).
-- Pool wait is per *request*: time spent waiting to check a connection out (``wait_ms`` on
-  ``pool`` spans, or the span's duration for ``*.getconn``/``acquire`` spans) that is
-  ``pool_wait_share`` (a fifth) of the request or more.
+- Pool wait: time spent waiting to check a connection out (``wait_ms`` on ``pool`` spans, or
+  the span's duration for ``*.getconn``/``acquire`` spans, minus any connect inside it) that
+  is ``pool_wait_share`` (a fifth) of the route's median request or more.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lagless._trace import Span, Trace
-from lagless.detectors._base import Context, Finding, register
+from lagless.detectors._base import Context, Finding, median_sample, register
 from lagless.detectors._hints import orm_advice, stack_of
 
 
@@ -96,13 +96,22 @@ def _queue_wait_ms(span: Span, connects: list[Span]) -> float:
     return max(0.0, wait - inside / 1_000_000)
 
 
-def _pool_wait(trace: Trace, ctx: Context) -> Iterator[Finding]:
-    s = ctx.settings
+def _waits(trace: Trace) -> tuple[Trace, list[tuple[Span, float]], float]:
     connects = [x for x in trace.spans if x.kind == "pool" and x.get("new_connection")]
     waits = [(x, _queue_wait_ms(x, connects)) for x in trace.spans if x.kind == "pool"]
     waits = [(x, w) for x, w in waits if w > 0]
-    wait = sum(w for _, w in waits)
-    if not waits or trace.duration_ms <= 0:
+    return trace, waits, sum(w for _, w in waits)
+
+
+def _pool_wait(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
+    s = ctx.settings
+    # The route's median request decides: one request stalled by a busy CPU is not a pool
+    # too small, while a pool too small for the traffic makes most requests wait.
+    runs = [_waits(t) for t in traces if t.duration_ns > 0]
+    if not runs:
+        return
+    trace, waits, wait = median_sample(runs, key=lambda r: r[2])
+    if not waits:
         return
     share = wait / trace.duration_ms
     if share < s.pool_wait_share or (not ctx.doctor and wait < s.pool_wait_min_ms):
@@ -131,13 +140,18 @@ def _pool_wait(trace: Trace, ctx: Context) -> Iterator[Finding]:
         ),
         cost_ms=wait,
         fix=fix + " psycopg_pool/asyncpg pools: raise max_size.",
+        requests=sum(1 for _, w, _ in runs if w),
         details={"key": "pool-wait"},
     )
+
+
+def _both(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
+    yield from _new_connections(traces, ctx)
+    yield from _pool_wait(traces, ctx)
 
 
 register(
     "no-connection-reuse",
     "A new database connection per request, or long waits for a pooled connection",
-    per_trace=_pool_wait,
-    per_route=_new_connections,
+    per_route=_both,
 )

@@ -4,6 +4,9 @@ Four signs, per SELECT shape in a request:
 
 - ``unbounded``: no LIMIT/FETCH/TOP, and it returned ``over_fetch_rows`` rows or more (a list
   endpoint without pagination grows with the table);
+- ``unbounded-large-response``: when the driver gives no row count (sqlite3 does not for
+  SELECTs), a SELECT with neither WHERE nor LIMIT behind a response of ``large_payload_bytes``
+  or more -- "Potential", the evidence being circumstantial;
 - ``unused``: it returned that many rows but the whole response is smaller than 4 bytes a row,
   so most rows cannot be in it (an aggregate or a filter computed in Python);
 - ``select-star``: ``SELECT *`` (every column, including the ones added next year);
@@ -27,6 +30,7 @@ from lagless.detectors.n_plus_one import NOT_SQL, short, table_of
 _STAR = re.compile(r"^select\s+(?:distinct\s+)?(?:[\w\"`]+\.)?\*(?:\s|,|$)")
 _BOUNDED = re.compile(r"\b(?:limit|fetch\s+first|fetch\s+next|top)\b")
 _SELECT_LIST = re.compile(r"^select\s+(?:distinct\s+)?(.*?)\s*\bfrom\s", re.S)
+_WHERE = re.compile(r"\bwhere\b")
 _AGGREGATE = re.compile(r"^select\s+(?:count|sum|avg|min|max|exists)\s*\(")
 
 #: Fewer response bytes than this per fetched row: the rows cannot all be in the response.
@@ -64,9 +68,20 @@ def _over_fetching(trace: Trace, ctx: Context) -> Iterator[Finding]:
         if not ctx.doctor and total_ms < s.over_fetch_min_ms:
             continue
         rows = max((int(x.get("rows") or 0) for x in group), default=0)
+        rows_known = any(x.get("rows") is not None for x in group)
         reasons: list[str] = []
         if rows >= s.over_fetch_rows and not _BOUNDED.search(shape):
             reasons.append("unbounded")
+        elif (
+            not rows_known
+            and trace.response_bytes >= s.large_payload_bytes
+            and not _BOUNDED.search(shape)
+            and not _WHERE.search(shape)
+            and not _AGGREGATE.search(shape)
+        ):
+            # Drivers such as sqlite3 report no row count for SELECTs: a whole-table SELECT
+            # behind a large response is the same problem, on circumstantial evidence.
+            reasons.append("unbounded-large-response")
         if (
             rows >= s.over_fetch_rows
             and 0 < trace.response_bytes < rows * BYTES_PER_ROW
@@ -80,14 +95,20 @@ def _over_fetching(trace: Trace, ctx: Context) -> Iterator[Finding]:
         if not reasons:
             continue
         potential = not ({"unbounded", "unused"} & set(reasons))
+        whole_table = "unbounded-large-response" in reasons
         table = table_of(shape)
-        severity: Severity = "low"
+        severity: Severity = "medium" if whole_table else "low"
         if not potential:
             severity = "high" if rows >= 10 * s.over_fetch_rows else "medium"
         if "unused" in reasons:
             title = f"{rows} rows read from {table} for a {trace.response_bytes}-byte response"
         elif "unbounded" in reasons:
             title = f"Unbounded list query: {rows} rows from {table} without LIMIT"
+        elif whole_table:
+            title = (
+                f"Potential unbounded list query: all of {table} without LIMIT or WHERE, "
+                f"for a {trace.response_bytes / 1000:.0f} KB response"
+            )
         elif "select-star" in reasons:
             title = f"Potential over-fetching: SELECT * from {table}"
         else:
