@@ -219,8 +219,12 @@ def _load_toml(text: str, source: str) -> tuple[dict[str, Any], Locator]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        msg = getattr(exc, "msg", str(exc))
+        # Python < 3.14 has no ``lineno`` attribute; the message ends "(at line N, column M)".
+        msg = str(exc)
+        found = re.search(r"\s*\(at line (\d+), column \d+\)$", msg)
+        line = int(found.group(1)) if found else None
+        if found:
+            msg = msg[: found.start()]
         raise ScenarioError(f"invalid TOML: {msg}", source=source, line=line) from None
     lines = text.splitlines()
     starts: list[int] = []

@@ -13,6 +13,7 @@ from the HTML it receives.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
@@ -50,6 +51,9 @@ class Endpoint:
     source: str
     examples: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     query: tuple[str, ...] = ()
+    #: Whether the handler is a coroutine function (None: unknown), for detectors that judge
+    #: async handlers only (sequential I/O).
+    is_async: bool | None = None
 
     @property
     def params(self) -> list[str]:
@@ -145,6 +149,12 @@ def from_starlette(app: Any) -> list[Endpoint]:
 def _walk_starlette(routes: Iterable[Any], prefix: str) -> Iterable[Endpoint]:
     for route in routes:
         kind = type(route).__name__
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            # FastAPI >= 0.16x keeps include_router() lazy: the router and its prefix.
+            extra = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            yield from _walk_starlette(getattr(included, "routes", ()), prefix + str(extra))
+            continue
         path = getattr(route, "path_format", None) or getattr(route, "path", "")
         if kind == "Mount":
             path = str(getattr(route, "path", ""))  # path_format would add "{path}"
@@ -161,9 +171,11 @@ def _walk_starlette(routes: Iterable[Any], prefix: str) -> Iterable[Endpoint]:
         full = prefix + path
         if full in _DOC_PATHS:
             continue
+        endpoint = getattr(route, "endpoint", None)
+        is_async = inspect.iscoroutinefunction(endpoint) if endpoint is not None else None
         for method in sorted(methods):
             if method != "HEAD":
-                yield Endpoint(method, full, "router")
+                yield Endpoint(method, full, "router", is_async=is_async)
 
 
 _FLASK_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -181,7 +193,7 @@ def from_flask(app: Any) -> list[Endpoint]:
         path = _FLASK_ARG.sub(lambda m: "{" + m.group(1) + "}", rule.rule)
         for method in sorted(rule.methods or ()):
             if method not in ("HEAD", "OPTIONS"):
-                out.append(Endpoint(method, path, "router"))
+                out.append(Endpoint(method, path, "router", is_async=False))
     return out
 
 

@@ -126,13 +126,23 @@ def _matches(template: str, path: str) -> bool:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    """The runtime listener of an in-process run: keeps the measured traces and marks which
+    came from async handlers, as the router says (``async_handler``), where the framework
+    integration did not already."""
+
+    def __init__(self, async_routes: dict[tuple[str, str], bool]) -> None:
         self.on = False
         self.traces: list[Trace] = []
+        self.async_routes = async_routes
 
     def __call__(self, trace: Trace) -> None:
-        if self.on:
-            self.traces.append(trace)
+        if not self.on:
+            return
+        if "async_handler" not in trace.attrs:
+            flag = self.async_routes.get((trace.method, trace.route_or_path))
+            if flag is not None:
+                trace.attrs["async_handler"] = flag
+        self.traces.append(trace)
 
 
 async def run(
@@ -146,10 +156,14 @@ async def run(
     started = time.perf_counter()
     rt = get_runtime()
     saved = rt.config
-    overrides: dict[str, Any] = {"body_digest": True, "enabled": True}
+    # Digests tell identical responses apart; the slow-request log would only repeat, line
+    # by line, what the report says.
+    overrides: dict[str, Any] = {"body_digest": True, "enabled": True, "slow_request_ms": 0}
     if "loop_lag_probe" in SETTINGS:
         overrides["loop_lag_probe"] = True
-    collector = _Collector()
+    collector = _Collector(
+        {(e.method, e.path): e.is_async for e in target.router_endpoints if e.is_async is not None}
+    )
     failures: list[str] = []
     traces: list[Trace] = []
     state = ScenarioState(options.scenario)
@@ -171,8 +185,10 @@ async def run(
                         break
                     schema = None
             endpoints = merged_endpoints(target, schema)
-            if not endpoints and target.kind == "url":
-                endpoints = [Endpoint("GET", "/", "guess")]
+            if target.kind == "url" and not any(e.path == "/" for e in endpoints):
+                # A server's router is out of reach: try its home page, for the assets it
+                # links (dropped after the first request if there is none).
+                endpoints.append(Endpoint("GET", "/", "guess"))
             plan, skipped = plan_requests(endpoints, options.scenario)
             if not plan:
                 raise LaglessError(
@@ -213,19 +229,27 @@ async def run(
             # Pre-flight (the first warm-up round): one request each, in plan order, so
             # captures flow from earlier requests to later ones; pages reveal their assets.
             known = {s.path for s in plan}
+            dead: list[RequestSpec] = []
             for spec in list(plan):
                 resp = await one(spec, False)
+                if resp is not None and resp.status >= 400 and spec.source in ("guess", "page"):
+                    dead.append(spec)  # a guessed page or a broken asset link: not a route
+                    continue
                 if resp is None or "text/html" not in resp.headers.get("content-type", ""):
                     continue
                 for asset in page_assets(resp.body.decode("utf-8", "replace")):
                     path = asset.split("?", 1)[0]
-                    if path not in known:
-                        known.add(path)
-                        new = RequestSpec(
-                            method="GET", path=path, name=f"GET {path}", source="page"
-                        )
-                        plan.append(new)
-                        await one(new, False)
+                    if path in known:
+                        continue
+                    known.add(path)
+                    new = RequestSpec(method="GET", path=path, name=f"GET {path}", source="page")
+                    plan.append(new)
+                    first = await one(new, False)
+                    if first is None or first.status >= 400:
+                        dead.append(new)
+            plan = [s for s in plan if s not in dead]
+            if not plan:
+                raise LaglessError("every route the doctor found answered with an error")
             # A template route reached through a page's assets is no longer "skipped".
             skipped = [s for s in skipped if not any(_matches(s.route, p.path) for p in plan)]
             for _ in range(max(options.warmup, 1) - 1):

@@ -30,9 +30,13 @@ STATIC_DIR: Final[Path] = Path(__file__).parent / "static"
 __all__ = ["MODES", "STATIC_DIR", "create_app"]
 
 
-def create_app(mode: str = "naive", *, db_url: str | None = None) -> FastAPI:
+def create_app(
+    mode: str = "naive", *, db_url: str | None = None, schema: str | None = None
+) -> FastAPI:
     """Build the example app in ``mode`` (``"naive"`` or ``"tuned"``) on ``db_url`` (default:
-    the seeded SQLite file in the cache directory, built on first use in about a second)."""
+    the seeded SQLite file in the cache directory, built on first use in about a second).
+    On PostgreSQL the tables live in ``schema`` (default ``lagless_example_<mode>``), seeded
+    once."""
     if mode not in MODES:
         raise LaglessError(f"unknown example mode {mode!r}; choose one of {', '.join(MODES)}")
     try:
@@ -44,7 +48,7 @@ def create_app(mode: str = "naive", *, db_url: str | None = None) -> FastAPI:
     from lagless.example import _naive, _tuned
     from lagless.example._db import open_database
 
-    db = open_database(mode, db_url)
+    db = open_database(mode, db_url, schema=schema)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

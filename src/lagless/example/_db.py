@@ -36,7 +36,9 @@ class Database:
         self.sync_engine.dispose()
 
 
-def _urls(db_url: str | None, mode: str) -> tuple[str, str, dict[str, Any]]:
+def _urls(
+    db_url: str | None, mode: str, schema: str | None = None
+) -> tuple[str, str, dict[str, Any]]:
     """(async URL, sync URL, execution options) for ``db_url`` (None: the cached SQLite file)."""
     if db_url is None:
         from lagless.example._seed import sqlite_path
@@ -51,7 +53,7 @@ def _urls(db_url: str | None, mode: str) -> tuple[str, str, dict[str, Any]]:
     if backend == "postgresql":
         from lagless.example._seed import seed_sqlalchemy
 
-        schema = f"lagless_example_{mode}"
+        schema = schema or f"lagless_example_{mode}"
         sync_url = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         async_url = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         seed_sqlalchemy(sync_url, mode, schema)
@@ -61,8 +63,8 @@ def _urls(db_url: str | None, mode: str) -> tuple[str, str, dict[str, Any]]:
     )
 
 
-def open_database(mode: str, db_url: str | None = None) -> Database:
-    async_url, sync_url, options = _urls(db_url, mode)
+def open_database(mode: str, db_url: str | None = None, *, schema: str | None = None) -> Database:
+    async_url, sync_url, options = _urls(db_url, mode, schema)
     kwargs: dict[str, Any] = {"execution_options": options} if options else {}
     if mode == "naive":
         # Planted: a fresh connection for every session (no pool), so every request pays

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-SEED_VERSION: Final[int] = 1
+SEED_VERSION: Final[int] = 2
 AUTHORS: Final[int] = 1_500
 BOOKS: Final[int] = 12_000
 REVIEWS: Final[int] = 48_000
@@ -119,6 +119,8 @@ _GENRES = [
     "essays",
     "drama",
 ]
+_LANGUAGES = ["en", "fr", "de", "es", "it", "ja", "pt"]
+_FORMATS = ["hardcover", "paperback", "ebook", "audiobook"]
 _EPOCH = dt.datetime(2020, 1, 1)
 
 
@@ -156,6 +158,20 @@ def books() -> Iterator[tuple[Any, ...]]:
             rng.randint(90, 900),
             f"https://covers.example.org/{i}.jpg",
             _sentence(rng, 18),
+            _sentence(rng, 5),
+            rng.choice(_LANGUAGES),
+            f"{rng.choice(_LAST)} & {rng.choice(_LAST)}",
+            rng.randint(1, 6),
+            rng.choice(_FORMATS),
+            rng.randint(150, 1800),
+            rng.randint(170, 300),
+            rng.randint(110, 220),
+            rng.randint(8, 70),
+            rng.randint(0, 400),
+            (_EPOCH + dt.timedelta(seconds=rng.randrange(100_000_000))).isoformat(sep=" "),
+            (_EPOCH + dt.timedelta(seconds=rng.randrange(100_000_000, 150_000_000))).isoformat(
+                sep=" "
+            ),
         )
 
 
@@ -220,7 +236,7 @@ def _build_sqlite(path: Path, mode: str) -> None:
         conn.execute("PRAGMA synchronous=OFF")
         with conn:
             conn.executemany("INSERT INTO authors VALUES (?,?,?,?)", authors())
-            conn.executemany("INSERT INTO books VALUES (?,?,?,?,?,?,?,?,?,?)", books())
+            conn.executemany(f"INSERT INTO books VALUES ({','.join('?' * 22)})", books())
             conn.executemany("INSERT INTO reviews VALUES (?,?,?,?,?,?)", reviews())
             if mode == "tuned":
                 for name, table, column in TUNED_INDEXES:
@@ -287,6 +303,7 @@ def _typed(item: dict[str, Any]) -> dict[str, Any]:
     if "published" in item:
         item["published"] = dt.date.fromisoformat(item["published"])
         item["price"] = Decimal(item["price"])
-    if "created_at" in item:
-        item["created_at"] = dt.datetime.fromisoformat(item["created_at"])
+    for key in ("created_at", "updated_at"):
+        if key in item:
+            item[key] = dt.datetime.fromisoformat(item[key])
     return item

@@ -74,6 +74,15 @@ def _fingerprint(static_dir: Path) -> tuple[dict[str, str], dict[str, tuple[byte
 
 
 _LIST_COLUMNS = (Book.id, Book.title, Book.author_id, Book.genre, Book.price, Book.published)
+_DETAIL_COLUMNS = (
+    *_LIST_COLUMNS,
+    Book.isbn,
+    Book.pages,
+    Book.cover_url,
+    Book.description,
+    Book.subtitle,
+    Book.format,
+)
 
 
 def build(app: FastAPI, db: Database, static_dir: Path) -> None:
@@ -182,7 +191,9 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
         async with db.sessions() as session:
             book = (
                 await session.execute(
-                    select(Book).options(joinedload(Book.author)).where(Book.id == book_id)
+                    select(Book)
+                    .options(load_only(*_DETAIL_COLUMNS), joinedload(Book.author))
+                    .where(Book.id == book_id)
                 )
             ).scalar()
         if book is None:
@@ -203,6 +214,8 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
                 "pages": book.pages,
                 "cover_url": book.cover_url,
                 "description": book.description,
+                "subtitle": book.subtitle,
+                "format": book.format,
                 "author": {"id": author.id, "name": author.name, "country": author.country},
                 "breadcrumb": [author.name, book.title],
                 "reviews": {"count": summary[0], "average": summary[1]},
