@@ -136,8 +136,10 @@ def instrument_starlette(app: AppT, *, runtime: Runtime) -> AppT:
     >>> app = lagless.instrument(app)   # the same FastAPI object, now traced
 
     With user middleware, each middleware (and Starlette's own layers) is timed as a
-    ``middleware`` span of its own time; the endpoint is always timed as a ``handler`` span.
-    Idempotent.
+    ``middleware`` span of its own time, and the router with the endpoint as the ``handler``
+    span. Without, the ``handler`` span is the whole app inside lagless: Starlette's
+    exception layers around the endpoint add a microsecond or two, and timing them apart would
+    cost more than that on every request. Idempotent.
     """
     if getattr(app, "__lagless_instrumented__", False):
         return app
@@ -156,13 +158,15 @@ def instrument_starlette(app: AppT, *, runtime: Runtime) -> AppT:
             stack = original()
         finally:
             app.user_middleware = user
-        stack = time_chain(stack, stop=router, full=full)
+        if full:
+            stack = time_chain(stack, stop=router)
         return LaglessMiddleware(
             stack,
             runtime=runtime,
             route_resolver=routes,
             framework="fastapi" if _is_fastapi(app) else "starlette",
-            timed_layers=True,
+            timed_layers=full,
+            time_app=not full,
         )
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

@@ -414,6 +414,36 @@ async def test_handler_only_chain_leaves_streamed_sends_out(
     assert [(s.kind, s.duration_ns) for s in trace.spans] == [("handler", 40)]
 
 
+async def test_time_app_times_the_whole_app_as_the_handler(
+    fresh_runtime: Runtime, clock: FakeClock
+) -> None:
+    fresh_runtime.configure(server_timing=False)
+
+    async def slow_client_send(message: Any) -> None:
+        if message.get("more_body"):
+            clock.advance(9000)
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        clock.advance(60)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        clock.advance(15)
+        await send({"type": "http.response.body", "body": b"b"})
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    app = LaglessMiddleware(Outer(stream, clock, before=5), time_app=True)
+    await app(http_scope(endpoint=show_item), receive, slow_client_send)
+    fresh_runtime.configure(middleware_timing=False)
+    await app(http_scope(endpoint=show_item), receive, slow_client_send)
+    timed, untimed = fresh_runtime.recent_traces()
+    assert [(s.kind, s.name, s.duration_ns) for s in timed.spans] == [
+        ("handler", "show_item", 5 + 60 + 15)
+    ]
+    assert untimed.spans == []
+
+
 def test_time_chain_follows_closures_and_stops() -> None:
     async def endpoint(scope: Any, receive: Any, send: Any) -> None: ...
 

@@ -429,11 +429,12 @@ def test_internal_error_is_logged_and_response_unchanged(
     def broken_header(trace: Any, now_ns: int) -> str:
         raise ZeroDivisionError("bad maths in lagless")
 
-    def broken_spans(*args: Any) -> None:
-        raise KeyError("layer bookkeeping")
+    def broken_name(scope: Any) -> str:
+        raise KeyError("handler bookkeeping")
 
     monkeypatch.setattr(asgi_mod, "server_timing", broken_header)
-    monkeypatch.setattr(asgi_mod, "_layer_spans", broken_spans)
+    # Read when the middleware stack is built, on the first request.
+    monkeypatch.setattr(asgi_mod, "default_handler_name", broken_name)
     with caplog.at_level(logging.ERROR, logger="lagless"), TestClient(app) as client:
         # /report records a span before the headers go out, so the full header path runs.
         response = client.get("/report")
