@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lagless._scenario import parse_scenario
 from lagless.doctor._discovery import (
     Endpoint,
     from_django,
@@ -17,7 +18,6 @@ from lagless.doctor._discovery import (
     page_assets,
 )
 from lagless.doctor._runner import plan_requests
-from lagless._scenario import parse_scenario
 
 
 def _keys(endpoints: list[Endpoint]) -> set[tuple[str, str]]:

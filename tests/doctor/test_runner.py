@@ -19,8 +19,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 # FastAPI resolves annotations at module level (this file uses postponed annotations).
-from fastapi import FastAPI, Path, Request  # noqa: E402
-from fastapi.responses import HTMLResponse, PlainTextResponse  # noqa: E402
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 
 def _shop() -> tuple[Any, dict[str, int]]:

@@ -17,7 +17,7 @@ from lagless.detectors import severity_at_least
 pytest.importorskip("fastapi")
 pytest.importorskip("aiosqlite")
 
-from lagless.doctor import diagnose  # noqa: E402
+from lagless.doctor import diagnose
 
 #: Each problem the naive mode plants on purpose, and the route it is planted on.
 PLANTED = {

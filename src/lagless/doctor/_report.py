@@ -102,8 +102,8 @@ class DoctorReport:
             )
         else:
             console.print(
-                f"[bold]lagless doctor[/] · {escape(run.target)} · {len(run.traces)} measured requests "
-                f"over {len(self.routes)} routes in {run.elapsed_s:.1f} s"
+                f"[bold]lagless doctor[/] · {escape(run.target)} · {len(run.traces)} measured "
+                f"requests over {len(self.routes)} routes in {run.elapsed_s:.1f} s"
             )
         if run.limited:
             console.print(
