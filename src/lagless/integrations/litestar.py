@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from lagless._runtime import Runtime
+from lagless.integrations._layers import _inner_link
 from lagless.integrations.asgi import (
     LaglessMiddleware,
     Scope,
-    _inner_link,
     normalize_template,
     time_chain,
 )

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import lagless.integrations._layers as layers_mod
 import lagless.integrations.asgi as asgi_mod
 
 # W3C Server Timing: metric *( ";" param ), metrics joined by ", ".
@@ -47,4 +48,5 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(asgi_mod, "_now", fake)
+    monkeypatch.setattr(layers_mod, "_now", fake)
     return fake
