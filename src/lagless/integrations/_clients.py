@@ -91,6 +91,14 @@ def record_params() -> bool:
     return bool(get_runtime().config.values.get("record_params", False))
 
 
+def netloc(host: str, port: int | None) -> str:
+    """``host[:port]``, with an IPv6 address in brackets (RFC 3986 §3.2.2) so the port reads
+    unambiguously."""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
 def http_name(method: str, scheme: str, netloc: str, path: str, *, raw: bool) -> str:
     """``"GET https://api.example.com/users/{}"``: the query string is dropped (it may carry
     tokens) and the path folded, unless ``raw`` (``record_params``) keeps it as sent."""

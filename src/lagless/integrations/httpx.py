@@ -25,7 +25,7 @@ from lagless._guard import report_internal_error
 from lagless._spans import on_event_loop, params_fingerprint, record
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
-from lagless.integrations._clients import Patches, _in_http, http_name, record_params
+from lagless.integrations._clients import Patches, _in_http, http_name, netloc, record_params
 
 
 def _record(
@@ -40,11 +40,11 @@ def _record(
     end = _now()
     try:
         url = request.url
-        netloc = url.host if url.port is None else f"{url.host}:{url.port}"
+        host = netloc(url.host, url.port)
         method = str(request.method)
         attrs: dict[str, Any] = {
             "method": method,
-            "host": netloc,
+            "host": host,
             "driver": "httpx",
             "url_hash": params_fingerprint(str(url)),
         }
@@ -61,7 +61,7 @@ def _record(
                 attrs["bytes"] = size
         if on_loop:
             attrs["on_loop"] = True
-        name = http_name(method, url.scheme, netloc, url.path, raw=record_params())
+        name = http_name(method, url.scheme, host, url.path, raw=record_params())
         record(trace, "http", name, start, end, error=error, **attrs)
     except Exception as exc:
         report_internal_error("httpx:send", exc)

@@ -24,7 +24,7 @@ from lagless._guard import report_internal_error
 from lagless._spans import on_event_loop, params_fingerprint, record
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
-from lagless.integrations._clients import Patches, _in_http, http_name, record_params
+from lagless.integrations._clients import Patches, _in_http, http_name, netloc, record_params
 
 
 def _record(
@@ -44,11 +44,11 @@ def _record(
             port = parts.port
         except ValueError:
             port = None
-        netloc = host if port is None else f"{host}:{port}"
+        where = netloc(host, port)
         method = str(request.method or "GET")
         attrs: dict[str, Any] = {
             "method": method.upper(),
-            "host": netloc,
+            "host": where,
             "driver": "requests",
             "url_hash": params_fingerprint(url),
         }
@@ -67,7 +67,7 @@ def _record(
                 attrs["bytes"] = size
         if on_event_loop():
             attrs["on_loop"] = True
-        name = http_name(method, parts.scheme, netloc, parts.path or "/", raw=record_params())
+        name = http_name(method, parts.scheme, where, parts.path or "/", raw=record_params())
         record(trace, "http", name, start, end, error=error, **attrs)
     except Exception as exc:
         report_internal_error("requests:send", exc)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from lagless.integrations._clients import Patches, as_text, fold, http_name
+from lagless.integrations._clients import Patches, as_text, fold, http_name, netloc
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,8 @@ def test_as_text_and_http_name() -> None:
         "GET https://api.example.com/u/{}"
     )
     assert http_name("get", "https", "h", "/u/12", raw=True) == "GET https://h/u/12"
+    assert netloc("api.example.com", None) == "api.example.com"
+    assert netloc("::1", 8080) == "[::1]:8080"
 
 
 class Base:
