@@ -38,10 +38,11 @@ def stack_of(trace: Trace, spans: Iterable[Span] = ()) -> Stack:
 
 
 def orm_advice(stack: Stack, *, django: str, sqlalchemy: str) -> str:
+    """The advice for the trace's ORM, capitalised as a sentence; both when unknown."""
     if stack.orm == "django":
-        return django
+        return django[:1].upper() + django[1:]
     if stack.orm == "sqlalchemy":
-        return sqlalchemy
+        return sqlalchemy[:1].upper() + sqlalchemy[1:]
     return f"Django: {django} SQLAlchemy: {sqlalchemy}"
 
 

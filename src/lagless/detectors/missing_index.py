@@ -94,8 +94,8 @@ def _missing_index(trace: Trace, ctx: Context) -> Iterator[Finding]:
             size = f"{advice.rows}+" if advice.rows_at_least else str(advice.rows)
             fix = f"Add the index: {advice.create_index}"
             if advice.dialect == "postgresql":
-                fix += " (CREATE INDEX CONCURRENTLY on a busy table avoids locking writes)"
-            fix += ". In the model: " + orm_advice(
+                fix += " (CREATE INDEX CONCURRENTLY on a busy table avoids blocking writes)."
+            fix += " In the model: " + orm_advice(
                 stack_of(trace, group),
                 django=f"Meta.indexes = [models.Index(fields={list(advice.columns)!r})] "
                 "(or db_index=True on the field), then makemigrations.",

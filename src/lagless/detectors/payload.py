@@ -166,8 +166,9 @@ _SERIALIZE_FIX = {
     "fastapi": "return ORJSONResponse (default_response_class=ORJSONResponse), and skip "
     "double validation: return the model itself or a dict matching response_model",
     "starlette": "render with orjson (a Response subclass calling orjson.dumps) or msgspec",
-    "django": "serialize with orjson (JsonResponse(data, encoder=...) or a DRF orjson "
-    "renderer), and .values() instead of model instances in list views",
+    "django": "serialize with orjson (HttpResponse(orjson.dumps(data), "
+    "content_type='application/json'), or drf-orjson-renderer for DRF) and build list views "
+    "from .values() rather than model instances",
     "flask": "set an orjson JSON provider (app.json = an orjson-backed JSONProvider)",
     "litestar": "return msgspec.Struct (or dicts) instead of pydantic models/dataclasses",
 }
@@ -207,7 +208,7 @@ def _slow_serialization(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
             for x in spans
         ),
         cost_ms=total,
-        fix=f"Serialize faster: {tool}; and serialize less (paginate, fewer fields).",
+        fix=f"{tool[:1].upper()}{tool[1:]}; and serialize less (paginate, fewer fields).",
         requests=len(runs),
         details={"key": "serialize"},
     )
