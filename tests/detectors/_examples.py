@@ -1,12 +1,13 @@
 """One worked example per detector code, built from the same hand-made traces as the tests.
 
 docs/detectors.md shows each example's finding as JSON; ``test_docs.py`` regenerates them and
-fails if the page drifts. Regenerate the blocks with ``python -m tests.detectors._examples``.
+fails if the page drifts. ``python -m tests.detectors._examples`` rewrites the blocks.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -205,6 +206,15 @@ def block(code: str) -> str:
     return "```json\n" + json.dumps(example(code), indent=2, ensure_ascii=False) + "\n```"
 
 
+def refresh(doc: Path) -> None:
+    """Rewrite the example block after each ``<!-- example: CODE -->`` marker of ``doc``."""
+    marker = re.compile(r"<!-- example: (\S+) -->(?:\n```json\n.*?\n```)?", re.S)
+    text = doc.read_text("utf-8")
+    doc.write_text(
+        marker.sub(lambda m: f"<!-- example: {m.group(1)} -->\n{block(m.group(1))}", text),
+        "utf-8",
+    )
+
+
 if __name__ == "__main__":
-    for code in EXAMPLES:
-        print(f"<!-- example: {code} -->\n{block(code)}\n")
+    refresh(Path(__file__).resolve().parents[2] / "docs" / "detectors.md")
