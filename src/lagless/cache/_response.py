@@ -154,9 +154,10 @@ def bypass_reason(method: str, headers: Mapping[str, str], policy: CachePolicy) 
         return "policy"
     if method not in GET_HEAD:
         return "method"
-    if "authorization" in headers and not policy.vary_on_authorization:
+    # A blank header carries no credentials (Django's test client always sends "Cookie: ").
+    if headers.get("authorization", "").strip() and not policy.vary_on_authorization:
         return "authorization"
-    if "cookie" in headers and not policy.vary_on_cookie:
+    if headers.get("cookie", "").strip() and not policy.vary_on_cookie:
         return "cookie"
     directives = parse_cache_control(headers.get("cache-control"))
     if "no-store" in directives or "no-cache" in directives:
@@ -291,8 +292,14 @@ def decorate(
     lower = header_dict(headers)
     personal = (
         "set-cookie" in lower
-        or ("authorization" in request_headers and not (policy and policy.vary_on_authorization))
-        or ("cookie" in request_headers and not (policy and policy.vary_on_cookie))
+        or (
+            request_headers.get("authorization", "").strip() != ""
+            and not (policy and policy.vary_on_authorization)
+        )
+        or (
+            request_headers.get("cookie", "").strip() != ""
+            and not (policy and policy.vary_on_cookie)
+        )
     )
     if "cache-control" not in lower:
         value = policy_cache_control(policy, personal)
