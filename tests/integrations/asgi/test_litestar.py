@@ -115,6 +115,9 @@ async def ws_echo(socket: WebSocket[Any, Any, Any]) -> None:
 
 def make_app(**kwargs: Any) -> Litestar:
     api = Router(path="/api", route_handlers=[get_user, get_line], middleware=[Tenant])
+    # Litestar's default logging set-up reconfigures the root logger for the whole process
+    # (and replaces the handlers caplog listens on): keep the test session's logging as it is.
+    kwargs.setdefault("logging_config", None)
     return Litestar(
         route_handlers=[api, report, boom, gathered, stream, tagged, ws_echo],
         on_startup=[lambda: events.append("startup")],
@@ -296,8 +299,7 @@ def test_internal_error_logged_and_response_unchanged(
         raise RuntimeError("broken header")
 
     monkeypatch.setattr(asgi_mod, "_timing_value", broken)
-    # Litestar's default logging set-up replaces the root handlers caplog listens on.
-    app = lagless.instrument(make_app(logging_config=None), integrations=False)
+    app = lagless.instrument(make_app(), integrations=False)
     with caplog.at_level(logging.ERROR, logger="lagless"), TestClient(app) as client:
         response = client.get("/api/users/5")
     assert response.json() == {"id": 5}
