@@ -18,6 +18,17 @@ from lagless._instrument import instrument
 from lagless._runtime import configure, get_runtime, recent_traces
 from lagless._spans import span
 from lagless._trace import SPAN_KINDS, Span, SpanKind, Trace, current_trace
+from lagless.cache import (
+    Cache,
+    CachePolicies,
+    CachePolicy,
+    ConditionalMiddleware,
+    MemoryBackend,
+    RedisBackend,
+    ResponseCacheMiddleware,
+    TieredBackend,
+    cached,
+)
 from lagless.detectors import Finding, Severity
 from lagless.detectors import analyze as detect
 from lagless.errors import ConfigError, IntegrationNotAvailable, LaglessError
@@ -34,21 +45,30 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SPAN_KINDS",
+    "Cache",
+    "CachePolicies",
+    "CachePolicy",
     "CompressionMiddleware",
+    "ConditionalMiddleware",
     "Config",
     "ConfigError",
     "Finding",
     "IntegrationNotAvailable",
     "LaglessError",
     "Manifest",
+    "MemoryBackend",
+    "RedisBackend",
+    "ResponseCacheMiddleware",
     "Severity",
     "Span",
     "SpanKind",
     "StaticApp",
     "StaticMiddleware",
+    "TieredBackend",
     "Trace",
     "WSGICompressionMiddleware",
     "__version__",
+    "cached",
     "configure",
     "current_trace",
     "detect",
