@@ -88,7 +88,12 @@ class LoopLagProbe:
     def lag_between(self, start_ns: int, end_ns: int) -> float:
         """Milliseconds the loop was stuck within ``[start_ns, end_ns]``."""
         total = 0
-        for stall_start, stall_end in tuple(self._stalls):
+        # Stalls are appended in time order: walk back from the newest and stop at the first
+        # one that ended before the window, so a listener call costs what the request overlaps,
+        # not the whole ring.
+        for stall_start, stall_end in reversed(tuple(self._stalls)):
+            if stall_end <= start_ns:
+                break
             overlap = min(end_ns, stall_end) - max(start_ns, stall_start)
             if overlap > 0:
                 total += overlap

@@ -420,3 +420,72 @@ def test_row_count_without_estimate_is_capped(tmp_path):
     make_sqlite(path, 3000)
     [advice] = Explainer.from_url(str(path), min_table_rows=10).explain(BOOKS_Q)
     assert advice.rows == 1000 and advice.rows_at_least  # counted up to 100 x 10 rows
+
+
+class FakePgCursor:
+    """Records what the explainer sends; answers with a canned Seq Scan plan."""
+
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+        self.last = ""
+
+    def execute(self, sql: str, params: object = None) -> FakePgCursor:
+        self.sent.append(sql)
+        self.last = sql
+        return self
+
+    def fetchone(self) -> tuple[object, ...]:
+        if self.last.startswith("EXPLAIN"):
+            plan = {
+                "Node Type": "Seq Scan",
+                "Relation Name": "book",
+                "Alias": "book",
+                "Filter": "(author_id = $1)",
+            }
+            return ([{"Plan": plan}],)
+        return (90000,)  # reltuples
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        if "pg_attribute WHERE" in self.last:
+            return [("id",), ("author_id",)]
+        return [("id",)]  # only the primary key is indexed
+
+
+class FakePgConnection:
+    def __init__(self, version: int) -> None:
+        self.sent: list[str] = []
+        self.info = type("Info", (), {"server_version": version})()
+
+    def cursor(self) -> FakePgCursor:
+        return FakePgCursor(self.sent)
+
+    def execute(self, sql: str, params: object = None) -> FakePgCursor:
+        return FakePgCursor(self.sent).execute(sql, params)
+
+    def rollback(self) -> None:
+        self.sent.append("ROLLBACK")
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("version", [150004, 160002])
+def test_postgres_generic_plan_by_server_version(version):
+    conn = FakePgConnection(version)
+    explainer = Explainer(lambda: conn, dialect="postgresql")
+    [advice] = explainer.explain("SELECT id FROM book WHERE author_id = %s")
+    assert advice.create_index == "CREATE INDEX ix_book_author_id ON book (author_id);"
+    explains = [s for s in conn.sent if "EXPLAIN" in s]
+    if version >= 160000:  # PostgreSQL 16 plans placeholders itself
+        assert explains == [
+            "EXPLAIN (GENERIC_PLAN, FORMAT JSON) SELECT id FROM book WHERE author_id = $1"
+        ]
+        assert not any(s.startswith("PREPARE") for s in conn.sent)
+    else:
+        assert explains == [
+            "EXPLAIN (FORMAT JSON) EXECUTE lagless_explain_" + explains[0].split("_")[-1]
+        ]
+        assert any(s.startswith("PREPARE lagless_explain_") for s in conn.sent)
+        assert "SET LOCAL plan_cache_mode = force_generic_plan" in conn.sent
+        assert any(s.startswith("DEALLOCATE lagless_explain_") for s in conn.sent)
+    assert conn.sent[0] == "SET TRANSACTION READ ONLY" and conn.sent[-1] == "ROLLBACK"
