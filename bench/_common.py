@@ -10,12 +10,12 @@ baseline measured in the same round, which cancels the slow swings a shared mach
 from __future__ import annotations
 
 import gc
-import os
 import re
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,7 +128,7 @@ print(done / (time.perf_counter() - start))
 def _load_with_python(port: int, path: str, seconds: float) -> float:
     """A keep-alive client in its own process (so it does not share the server's GIL)."""
     out = subprocess.run(
-        [os.environ.get("PYTHON", "python3"), "-c", _CLIENT, str(port), path, str(seconds)],
+        [sys.executable, "-c", _CLIENT, str(port), path, str(seconds)],
         capture_output=True,
         text=True,
         check=True,

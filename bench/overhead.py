@@ -499,7 +499,7 @@ def _redis_run() -> Runner:
 
 def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
     table = Table(title="In-process: µs per request (median of rounds)")
-    for col in ("app", "bare", "lagless", "lagless adds", "target <= 5 µs"):
+    for col in ("app", "bare", "lagless", "lagless adds (% of bare)", "target <= 5 µs"):
         table.add_column(col, justify="right" if col != "app" else "left")
     if has_otel:
         for col in ("otel", "otel adds", "otel / lagless", "target >= 10x"):
@@ -513,7 +513,7 @@ def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
             kind,
             f"{res.median('bare'):.1f}",
             f"{res.median('lagless'):.1f}",
-            f"{added:+.2f}",
+            f"{added:+.2f} ({added / res.median('bare'):.0%})",
             verdict(hit),
         ]
         if has_otel:
