@@ -103,11 +103,32 @@ def test_middleware_short_circuit(fresh_runtime: Runtime) -> None:
     assert trace.spans_of("handler") == []
 
 
-def test_function_middleware_is_timed_inclusively(fresh_runtime: Runtime) -> None:
+def test_function_middleware_is_followed_through_its_closure(fresh_runtime: Runtime) -> None:
     middleware = [
         "lagless.django.LaglessMiddleware",
         "tests.integrations.django.mw.MixinMiddleware",
         "tests.integrations.django.mw.function_middleware",
+        "tests.integrations.django.mw.NewStyleMiddleware",
+    ]
+    with override_settings(MIDDLEWARE=middleware):
+        client = Client()
+        assert client.get("/users/1/").status_code == 200
+        assert client.get("/users/2/").status_code == 200  # the chain is probed once
+    for trace in fresh_runtime.recent_traces():
+        assert [(s.name, s.get("inclusive")) for s in trace.spans_of("middleware")] == [
+            ("tests.integrations.django.mw.MixinMiddleware", None),
+            ("tests.integrations.django.mw.function_middleware", None),
+            ("tests.integrations.django.mw.NewStyleMiddleware", None),
+        ]
+        assert len(trace.spans_of("handler")) == 1
+        assert len(trace.spans_of("db")) == 1
+
+
+def test_opaque_middleware_is_timed_inclusively(fresh_runtime: Runtime) -> None:
+    middleware = [
+        "lagless.django.LaglessMiddleware",
+        "tests.integrations.django.mw.MixinMiddleware",
+        "tests.integrations.django.mw.opaque_middleware",
         "tests.integrations.django.mw.NewStyleMiddleware",
     ]
     with override_settings(MIDDLEWARE=middleware):
@@ -116,7 +137,7 @@ def test_function_middleware_is_timed_inclusively(fresh_runtime: Runtime) -> Non
     layers = trace.spans_of("middleware")
     assert [(s.name, s.get("inclusive")) for s in layers] == [
         ("tests.integrations.django.mw.MixinMiddleware", None),
-        ("tests.integrations.django.mw.function_middleware", True),
+        ("tests.integrations.django.mw.opaque_middleware", True),
     ]
     assert trace.spans_of("handler") == []
 

@@ -12,8 +12,8 @@ attribute (instance attribute only; classes are untouched). Per request each pro
 start and end of "everything inside this layer" into a small list on the request; the layer's own
 time is its total minus its inside. That costs two clock reads per layer, so it stays on; the
 ``middleware_timing`` setting only decides whether the layers become spans. A layer whose next
-step cannot be found (a function-based middleware keeps ``get_response`` in a closure) is timed
-inclusively (``inclusive`` attribute), and the walk stops there.
+step cannot be found is timed inclusively (``inclusive`` attribute), and the walk stops there;
+function-based middleware is followed through its ``get_response`` closure variable.
 
 The ``handler`` span is the call into Django's ``_get_response`` (URL resolution, the
 ``process_view`` hooks and the view), named after the view's dotted path.
@@ -115,6 +115,35 @@ def _probe(inner: Callable[[Any], Any], index: int) -> Callable[[Any], Any]:
     return probe
 
 
+def _install_probe(layer: Any, index: int) -> Any:
+    """Put a probe in front of ``layer``'s next step; return that next step, or ``None`` when
+    it cannot be found.
+
+    Class-based middleware keeps it in ``self.get_response``; function-based middleware (the
+    factory style in Django's documentation) in a closure variable named ``get_response``, whose
+    cell is replaced for this one closure (cells are writable since Python 3.7).
+    """
+    if inspect.isfunction(layer):
+        code = layer.__code__
+        if "get_response" not in code.co_freevars or layer.__closure__ is None:
+            return None
+        cell = layer.__closure__[code.co_freevars.index("get_response")]
+        inner = cell.cell_contents
+        original = getattr(inner, "__lagless_probe__", inner)
+        if not callable(original):
+            return None
+        if original is inner:
+            cell.cell_contents = _probe(inner, index)
+        return original
+    inner = vars(layer).get("get_response") if hasattr(layer, "__dict__") else None
+    if inner is None or not callable(inner):
+        return None
+    original = getattr(inner, "__lagless_probe__", inner)
+    if original is inner:
+        layer.get_response = _probe(inner, index)
+    return original
+
+
 class _Chain:
     """The middleware layers inside ours, found once per handler at start-up.
 
@@ -131,14 +160,10 @@ class _Chain:
                 self.complete = True
                 break
             self.names.append(_layer_name(obj))
-            inner = vars(obj).get("get_response") if hasattr(obj, "__dict__") else None
-            if inner is None or not callable(inner) or inspect.isfunction(obj):
+            inner = _install_probe(obj, len(self.names))
+            if inner is None:
                 break  # opaque: timed inclusively
-            if getattr(inner, "__lagless_probe__", None) is None:
-                obj.get_response = _probe(inner, len(self.names))
-                obj = _next_layer(inner)
-            else:
-                obj = _next_layer(inner.__lagless_probe__)
+            obj = _next_layer(inner)
         self.n_slots = 2 * (len(self.names) + 1)
 
     def record(
