@@ -56,6 +56,7 @@ class Runtime:
         self.middleware_timing: bool = cfg.middleware_timing
         self.body_digest: bool = cfg.body_digest
         self.max_spans: int = cfg.max_spans
+        self.loop_lag_probe: bool = bool(cfg.values.get("loop_lag_probe", False))
         self._slow_ns = int(cfg.slow_request_ms * 1_000_000) if cfg.slow_request_ms else 0
         if self._file_sink is not None and self._file_sink.path != cfg.trace_file:
             self.remove_listener(self._file_sink)

@@ -18,6 +18,7 @@ here for framework integrations outside lagless.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -217,6 +218,11 @@ class LaglessMiddleware:
             )
             time_app = self.time_app and rt.middleware_timing
         trace.attrs["framework"] = self.framework
+        if rt.loop_lag_probe:
+            # Diagnosis mode only (lagless doctor): measure event-loop lag during requests.
+            from lagless._loop_lag import ensure_probe
+
+            ensure_probe(rt)
         token = _set(trace)
         add_timing = rt.server_timing
         digest = hashlib.blake2b(digest_size=16) if rt.body_digest else None
@@ -284,6 +290,8 @@ class LaglessMiddleware:
                     trace.spans.append(Span("handler", name, app_start, own if own > 0 else 0))
                 if trace.route is None:
                     trace.route = self.route_resolver(scope)
+                if rt.loop_lag_probe:
+                    trace.attrs["async_handler"] = _is_async_endpoint(scope)
                 if layered is not None:
                     error = layered.error
                     if error is not None and trace.status >= 500 and "error" not in trace.attrs:
@@ -295,6 +303,35 @@ class LaglessMiddleware:
                 rt.finish_trace(trace)
             except Exception as exc:
                 report_internal_error("asgi:finish", exc)
+
+
+_async_endpoints: dict[int, bool] = {}
+
+
+def _is_async_endpoint(scope: Scope) -> bool | None:
+    """Whether the matched endpoint is a coroutine function (it then runs on the event loop, so
+    a blocking call inside it stalls every request); ``None`` when the router left no endpoint.
+    Cached by identity: the check walks ``functools.partial`` and ``__call__``."""
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        route = scope.get("route_handler")  # Litestar
+        endpoint = getattr(route, "fn", None)
+    if endpoint is None:
+        return None
+    key = id(endpoint)
+    known = _async_endpoints.get(key)
+    if known is None:
+        import inspect
+
+        target = endpoint
+        while isinstance(target, functools.partial):
+            target = target.func
+        known = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+            type(target).__call__
+        )
+        if len(_async_endpoints) < 10_000:
+            _async_endpoints[key] = known
+    return known
 
 
 def _timing_value(trace: Trace) -> bytes:
