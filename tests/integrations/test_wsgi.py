@@ -334,3 +334,25 @@ def test_failure_to_start_a_trace_serves_the_request_untraced(
     assert server.headers == [("Content-Type", "text/plain")]
     assert "internal error in wsgi:begin" in caplog.text
     assert fresh_runtime.recent_traces() == []
+
+
+def test_server_file_wrapper_is_returned_unwrapped(fresh_runtime: Runtime) -> None:
+    class FileWrapper:
+        """What a server puts in ``wsgi.file_wrapper`` and recognises to use sendfile()."""
+
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self.data
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "4")])
+        return environ["wsgi.file_wrapper"](b"file")
+
+    result = LaglessWSGIMiddleware(app)(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "wsgi.file_wrapper": FileWrapper},
+        Server().start_response,
+    )
+    assert type(result) is FileWrapper
+    assert only(fresh_runtime).status == 200

@@ -263,4 +263,11 @@ class LaglessWSGIMiddleware:
                 report_internal_error("wsgi:body", exc)
             req.finish()
             return result
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(result, wrapper):
+            # PEP 3333 "Optional Platform-Specific File Handling": the server recognises its
+            # own file wrapper to send the file with sendfile(); wrapping it would lose that.
+            # No application code runs while a file is sent, so the trace ends here.
+            req.finish()
+            return result
         return _TracedBody(result, req)
