@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Callable
 from time import perf_counter_ns as _now
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from lagless._guard import report_internal_error
 from lagless._runtime import Runtime, get_runtime
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from flask import Flask
 
 __all__ = ["Lagless", "flask_route_template", "instrument_flask"]
-
-AppT = TypeVar("AppT", bound="Flask")
 
 _STATE_KEY = "lagless"
 # Werkzeug rule variables: ``<name>``, ``<int:name>``, ``<any(a, b):name>``.
@@ -214,7 +212,7 @@ class _FlaskHooks:
             self.hooks_wrapped = True
 
 
-def instrument_flask(app: AppT, *, runtime: Runtime) -> AppT:
+def instrument_flask(app: Any, *, runtime: Runtime) -> Any:
     """Trace every request of a Flask ``app`` and return the same app object.
 
     Idempotent. Prefer :func:`lagless.instrument`, which also installs the driver integrations.
@@ -223,7 +221,7 @@ def instrument_flask(app: AppT, *, runtime: Runtime) -> AppT:
     if isinstance(state, _FlaskHooks):
         return app
     app.extensions[_STATE_KEY] = _FlaskHooks(app, runtime)
-    app.__lagless_instrumented__ = True  # type: ignore[attr-defined]
+    app.__lagless_instrumented__ = True
     return app
 
 
