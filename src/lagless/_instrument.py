@@ -33,8 +33,7 @@ AppT = TypeVar("AppT")
 def _is_asgi(app: Any) -> bool:
     if inspect.iscoroutinefunction(app):
         return True
-    call = getattr(type(app), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    return callable(app) and inspect.iscoroutinefunction(type(app).__call__)
 
 
 def _framework_of(app: Any) -> str | None:
