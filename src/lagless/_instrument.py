@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from lagless._runtime import get_runtime
 from lagless.integrations._base import install_integrations
@@ -70,15 +70,16 @@ def instrument(app: AppT, *, integrations: bool = True, **settings: Any) -> AppT
     if framework == "starlette":
         from lagless.integrations.starlette import instrument_starlette
 
-        return instrument_starlette(app, runtime=rt)  # type: ignore[no-any-return]
+        result: Any = instrument_starlette(cast(Any, app), runtime=rt)
+        return cast(AppT, result)
     if framework == "litestar":
         from lagless.integrations.litestar import instrument_litestar
 
-        return instrument_litestar(app, runtime=rt)  # type: ignore[no-any-return]
+        return instrument_litestar(app, runtime=rt)
     if framework == "flask":
         from lagless.integrations.flask import instrument_flask
 
-        return instrument_flask(app, runtime=rt)  # type: ignore[no-any-return]
+        return cast(AppT, instrument_flask(app, runtime=rt))
     if _is_asgi(app):
         from lagless.integrations.asgi import LaglessMiddleware
 
