@@ -36,6 +36,9 @@ def _client_kwargs(timeout: float, max_connections: int) -> dict[str, Any]:
         # default (3 retries with backoff) would hold a request for seconds while Redis is down.
         "retry": Retry(NoBackoff(), 1),
         "max_connections": max_connections,
+        # A burst (a thousand requests at a key's expiry) waits up to `timeout` for a pooled
+        # connection instead of failing at once with "Too many connections".
+        "timeout": timeout,
     }
 
 
@@ -84,9 +87,10 @@ class RedisBackend:
 
             if self.url is None:
                 raise BackendUnavailable("no sync Redis client: pass url= or client=")
-            self._client = redis.Redis.from_url(
+            pool = redis.BlockingConnectionPool.from_url(
                 self.url, **_client_kwargs(self.timeout, self.max_connections)
             )
+            self._client = redis.Redis(connection_pool=pool)
         return self._client
 
     @property
@@ -96,9 +100,10 @@ class RedisBackend:
 
             if self.url is None:
                 raise BackendUnavailable("no async Redis client: pass url= or async_client=")
-            self._aclient = redis.asyncio.Redis.from_url(
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 self.url, **_client_kwargs(self.timeout, self.max_connections)
             )
+            self._aclient = redis.asyncio.Redis(connection_pool=pool)
         return self._aclient
 
     def _k(self, key: str) -> str:
@@ -207,6 +212,7 @@ class RedisBackend:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+            self._client.connection_pool.disconnect()
             self._client = None
 
     # -- async API ---------------------------------------------------------------------------
@@ -299,4 +305,5 @@ class RedisBackend:
     async def aclose(self) -> None:
         if self._aclient is not None:
             await self._aclient.aclose()
+            await self._aclient.connection_pool.disconnect()
             self._aclient = None
