@@ -11,6 +11,9 @@ from lagless._runtime import Runtime
 from lagless.integrations import uninstall_integrations
 from tests._services import MYSQL, PG_DSN, REDIS_URL, need
 
+#: pytester drives the pytest plugin's tests (tests/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def fresh_runtime() -> Iterator[Runtime]:

@@ -30,6 +30,8 @@ _SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lagless", "latency checks (lagless)")
+    # An optional value, as pytest-cov's --cov: "pytest --lagless tests/" would read the path
+    # as the severity, so the value is written with "=" or the flag goes after the paths.
     group.addoption(
         "--lagless",
         nargs="?",
@@ -38,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=_SEVERITIES,
         metavar="SEVERITY",
         help="fail tests whose requests produce a lagless finding at or above SEVERITY "
-        "(default when given without a value: medium). The app must be instrumented.",
+        "(critical, high, medium, low, info; default medium). Write --lagless=high, or put a "
+        "bare --lagless after the test paths. The app must be instrumented.",
     )
     group.addoption(
         "--lagless-disable",
@@ -50,6 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "lagless_disable", "lagless detector codes --lagless ignores", type="args", default=[]
     )
+
+
+def _threshold(config: pytest.Config) -> str | None:
+    value = config.getoption("lagless", None)
+    return str(value) if value is not None else None
 
 
 def _disabled(config: pytest.Config) -> frozenset[str]:
@@ -75,7 +83,7 @@ def lagless_traces(request: pytest.FixtureRequest) -> Iterator[TraceCapture]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    threshold = item.config.getoption("lagless", None)
+    threshold = _threshold(item.config)
     if threshold is None:
         return (yield)
     from lagless.detectors import DetectorSettings
