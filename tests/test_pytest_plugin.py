@@ -12,10 +12,11 @@ pytest.importorskip("httpx")
 
 # pytester's in-process runs drop, afterwards, every module first imported inside them; what
 # the inner runs use is imported here first so each run sees the same module objects.
-import lagless.detectors  # noqa: E402, F401
-import lagless.integrations.sqlite3  # noqa: E402, F401
-import lagless.testing  # noqa: E402, F401
-import starlette.testclient  # noqa: E402, F401
+import starlette.testclient  # noqa: F401
+
+import lagless.detectors
+import lagless.integrations.sqlite3
+import lagless.testing  # noqa: F401
 
 APP = """
 import sqlite3
