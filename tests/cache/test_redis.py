@@ -230,3 +230,46 @@ def test_sync_api(redis_url: str, redis_cleanup: str) -> None:
     backend.clear()
     assert backend.get("s:1") is None
     backend.close()
+
+
+async def test_concurrent_reads_of_one_key_share_a_get(redis_url: str, redis_cleanup: str) -> None:
+    client = CountingAsync.from_url(redis_url)
+    client.commands = []
+    backend = RedisBackend(async_client=client, prefix=redis_cleanup)
+    await backend.aset("hot", b"v", ttl=60)
+    client.commands.clear()
+    values = await asyncio.gather(*(backend.aget("hot") for _ in range(300)))
+    assert values == [b"v"] * 300
+    assert client.commands == ["GET"]  # one connection, one round trip for the burst
+
+    await client.aclose()
+
+
+class Gated(CountingAsync):
+    gate: asyncio.Event
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        await self.gate.wait()
+        return await super().execute_command(*args, **options)
+
+
+async def test_a_cancelled_reader_does_not_fail_the_others(
+    redis_url: str, redis_cleanup: str
+) -> None:
+    client = Gated.from_url(redis_url)
+    client.commands = []
+    client.gate = asyncio.Event()
+    client.gate.set()
+    backend = RedisBackend(async_client=client, prefix=redis_cleanup)
+    await backend.aset("hot", b"v", ttl=60)
+    client.gate.clear()
+    first = asyncio.ensure_future(backend.aget("hot"))
+    await asyncio.sleep(0)  # first is now waiting inside its GET
+    others = [asyncio.ensure_future(backend.aget("hot")) for _ in range(5)]
+    await asyncio.sleep(0)  # the others joined it
+    first.cancel()  # its client went away
+    await asyncio.sleep(0)
+    client.gate.set()
+    assert await asyncio.gather(*others) == [b"v"] * 5
+    assert first.cancelled()
+    await client.aclose()
