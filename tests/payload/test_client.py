@@ -74,3 +74,26 @@ def test_js_decoder_matches_python(tmp_path) -> None:  # type: ignore[no-untyped
     assert out.pop("truncatedRaises") is True
     expected = {k: v for k, v in VALUE.items() if k not in ("when", "bin", "big")}
     assert out == expected
+
+
+def test_importing_payload_loads_no_framework_or_encoder() -> None:
+    import sys
+
+    code = (
+        "import sys, lagless, lagless.payload as p; "
+        "assert callable(p.dumps); "
+        "heavy = [m for m in ('starlette', 'fastapi', 'flask', 'django', 'rest_framework', "
+        "'msgspec', 'brotli', 'zstandard') if m in sys.modules]; print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_lazy_adapters_resolve() -> None:
+    import lagless.payload as p
+
+    for name in p.__all__:
+        assert getattr(p, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        p.Nope  # noqa: B018

@@ -87,8 +87,8 @@ class CompressionMiddleware:
         app.add_middleware(CompressionMiddleware)           # FastAPI / Starlette
         app = CompressionMiddleware(app, minimum_size=1000)  # any ASGI app
 
-    Replaces Starlette's ``GZipMiddleware`` (gzip 9 only), at a fraction of its CPU for an equal
-    or better ratio: see docs/payload.md for the measurements behind the default levels.
+    Replaces Starlette's ``GZipMiddleware`` (gzip 9 only) at a fraction of its CPU for about
+    the same ratio: see docs/payload.md for the measurements behind the default levels.
     """
 
     def __init__(

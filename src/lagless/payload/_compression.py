@@ -19,22 +19,24 @@ it. The rules, and why:
   and a strong ``ETag`` becomes weak (RFC 9110 §8.8.3: the encoded bytes differ, so a strong
   validator for the unencoded bytes would be wrong for them).
 
-Default levels were chosen by measuring a ~50 KB dynamic JSON API response (docs/payload.md):
-zstd 3 and brotli 2 each compress at least as well as gzip 9 for a small fraction of the CPU;
-gzip 4 is the fallback for clients that offer neither.
+Default levels were chosen by measuring a ~50 KB dynamic JSON API response (bench/payload.py,
+numbers in docs/payload.md) with a latency rule: a higher level is worth it only when the bytes
+it saves take longer to send on a 20 Mbit/s link than the CPU it adds. That gives zstd 3, brotli
+3 and gzip 6; gzip 9 (Starlette's default) spends ~0.9 ms more than gzip 6 to save ~300 bytes.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from lagless.payload._negotiation import negotiate_encoding
 
 #: Default levels per coding, chosen by measurement (see the module docstring).
-DEFAULT_LEVELS: Final[Mapping[str, int]] = {"zstd": 3, "br": 2, "gzip": 4}
+DEFAULT_LEVELS: Final[Mapping[str, int]] = {"zstd": 3, "br": 3, "gzip": 6}
 #: Server preference on a q-value tie: the best ratio per CPU first.
 DEFAULT_CODINGS: Final[tuple[str, ...]] = ("zstd", "br", "gzip")
 DEFAULT_MINIMUM_SIZE: Final = 500
@@ -242,10 +244,26 @@ def compress(data: bytes, coding: str, level: int | None = None) -> bytes:
 
         return bytes(brotli.compress(data, quality=lvl))
     if coding == "zstd":
+        return bytes(_zstd_compressor(lvl).compress(data))
+    raise ValueError(f"unknown content coding {coding!r}; expected gzip, br or zstd")
+
+
+_local = threading.local()
+
+
+def _zstd_compressor(level: int) -> Any:
+    """A per-thread ``ZstdCompressor`` per level: creating one allocates its context (tens of
+    µs, a third of the cost of compressing 50 KB), and one instance must not be shared by
+    threads compressing at the same time."""
+    cache: dict[int, Any] | None = getattr(_local, "zstd", None)
+    if cache is None:
+        cache = _local.zstd = {}
+    comp = cache.get(level)
+    if comp is None:
         import zstandard
 
-        return bytes(zstandard.ZstdCompressor(level=lvl).compress(data))
-    raise ValueError(f"unknown content coding {coding!r}; expected gzip, br or zstd")
+        comp = cache[level] = zstandard.ZstdCompressor(level=level)
+    return comp
 
 
 def available_codings(wanted: Iterable[str] = DEFAULT_CODINGS) -> tuple[str, ...]:
