@@ -234,7 +234,7 @@ def test_internal_error_never_reaches_the_caller(
     def broken(*args: object) -> None:
         raise RuntimeError("bug in lagless")
 
-    monkeypatch.setattr(redis_integration, "_read_outcome", broken)
+    monkeypatch.setattr(redis_integration, "fold", broken)
     key = f"{key_prefix}k"
     client.set(key, "v")
     assert client.get(key) == b"v"
