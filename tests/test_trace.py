@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import lagless
-from lagless._spans import record
+from lagless._spans import error_text, record
 from lagless._trace import Trace, _current_trace, union_ns
 
 
@@ -45,6 +45,16 @@ def test_span_records_error_and_reraises() -> None:
     finally:
         _current_trace.reset(token)
     assert trace.spans[0].attrs == {"error": "KeyError: 'k'"}
+
+
+def test_error_text_never_raises_and_is_bounded() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("broken __str__")
+
+    assert error_text(Unprintable()) == "Unprintable: <unprintable>"
+    assert error_text(KeyError()) == "KeyError"
+    assert error_text(ValueError("x" * 1000)) == "ValueError: " + "x" * 297 + "..."
 
 
 async def test_span_decorator_sync_and_async_and_gather() -> None:

@@ -75,7 +75,15 @@ def params_fingerprint(params: Any) -> int | None:
 
 
 def error_text(exc: BaseException) -> str:
-    text = str(exc)
+    """``"ExceptionType: message"`` (the message cut to 300 characters) for a span or trace.
+
+    Never raises: it runs inside ``except`` blocks around the user's call, where an exception
+    of its own (a user exception whose ``__str__`` fails) would replace the user's exception.
+    """
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable>"
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -181,6 +181,27 @@ async def test_exception_recorded_as_500_and_propagates(fresh_runtime: Runtime) 
     assert _current_trace.get() is None
 
 
+async def test_unprintable_exception_propagates_as_itself(fresh_runtime: Runtime) -> None:
+    """Regression: an exception whose ``__str__`` fails used to make lagless's error bookkeeping
+    raise inside the ``except`` block, so the caller got that error instead of the app's."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str for you")
+
+    raised = Unprintable()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise raised
+
+    with pytest.raises(Unprintable) as info:
+        await call(LaglessMiddleware(app), http_scope())
+    assert info.value is raised
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    (trace,) = fresh_runtime.recent_traces()
+    assert (trace.status, trace.attrs["error"]) == (500, "Unprintable: <unprintable>")
+
+
 async def test_lifespan_and_websocket_scopes_pass_through(fresh_runtime: Runtime) -> None:
     seen: list[tuple[str, object]] = []
 
