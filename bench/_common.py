@@ -55,6 +55,46 @@ def interleave(arms: dict[str, Arm], *, n: int, repeats: int, warmup: int = 1) -
     return result
 
 
+def alternate(
+    arms: dict[str, Callable[[], Any]],
+    *,
+    iterations: int,
+    loop: Any = None,
+    warmup: int = 200,
+) -> Result:
+    """One operation of each arm per iteration, the order rotated each time; each arm's
+    callable runs one operation and returns its own elapsed nanoseconds (or, with ``loop``,
+    an awaitable of them). Call-by-call alternation leaves load bursts no room to fall on one
+    arm more than another, and ``Result.added`` pairs operations of the same iteration."""
+    names = list(arms)
+
+    async def run_async(count: int, out: dict[str, list[float]] | None) -> None:
+        for i in range(count):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                elapsed = await arms[name]()
+                if out is not None:
+                    out[name].append(elapsed / 1000)
+
+    def run_sync(count: int, out: dict[str, list[float]] | None) -> None:
+        for i in range(count):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                elapsed = arms[name]()
+                if out is not None:
+                    out[name].append(elapsed / 1000)
+
+    result = Result({name: [] for name in names})
+    gc.collect()
+    if loop is not None:
+        loop.run_until_complete(run_async(warmup, None))
+        loop.run_until_complete(run_async(iterations, result.rounds))
+    else:
+        run_sync(warmup, None)
+        run_sync(iterations, result.rounds)
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

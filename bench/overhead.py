@@ -46,6 +46,7 @@ from _apps import PATH, ASGIProbe, WSGIProbe, build_arms, check_lagless_arm, not
 from _common import (
     Arm,
     Result,
+    alternate,
     free_port,
     interleave,
     load,
@@ -73,18 +74,19 @@ TARGET_OTEL_RATIO = 10.0
 
 @dataclass(frozen=True)
 class Plan:
-    n: int  # requests per arm per round, in-process
-    repeats: int  # rounds, in-process
+    requests: int  # in-process requests per arm, alternated request by request
+    n: int  # operations per arm per round, span micro-benchmarks
+    repeats: int  # rounds, span micro-benchmarks
     loop_rounds: int  # rounds over loopback
     loop_seconds: float  # load duration per arm per round
     db_pairs: int  # driver calls per arm, alternating
     frameworks_loopback: tuple[str, ...]
 
 
-# Many short rounds rather than a few long ones: on a shared machine, load comes and goes in
-# bursts, and pairing arms within a short round cancels more of it.
-FULL = Plan(600, 25, 5, 1.0, 5000, ("starlette", "flask", "django"))
-QUICK = Plan(400, 9, 2, 1.0, 1500, ("starlette", "flask"))
+# In-process requests and driver calls alternate arm by arm, one at a time: on a shared
+# machine load comes and goes in bursts, and only fine-grained pairing cancels it.
+FULL = Plan(6000, 600, 25, 5, 1.0, 5000, ("starlette", "flask", "django"))
+QUICK = Plan(1500, 400, 9, 2, 1.0, 1500, ("starlette", "flask"))
 
 
 def in_process(plan: Plan, provider: Any, count_otel: Callable[[], int] | None) -> list[Any]:
@@ -103,7 +105,11 @@ def in_process(plan: Plan, provider: Any, count_otel: Callable[[], int] | None) 
             }
             check_lagless_arm(probes["lagless"], kind)
             before = count_otel() if count_otel else 0
-            result = interleave(probes, n=plan.n, repeats=plan.repeats)
+            result = alternate(
+                {arm: probe.once for arm, probe in probes.items()},
+                iterations=plan.requests,
+                loop=loop if kind == "starlette" else None,
+            )
             if count_otel and count_otel() == before:
                 raise SystemExit(f"{kind}: the OpenTelemetry arm exported no spans")
             rows.append((kind, result))
@@ -198,16 +204,27 @@ def loopback(plan: Plan, arms: tuple[str, ...]) -> list[Any]:
 # -- where lagless's time goes -------------------------------------------------------------------
 
 
-def _with_settings(probe: Any, **changes: Any) -> Arm:
-    """An arm running ``probe`` under other lagless settings (restored after each block; the
-    switch itself is outside the timed region)."""
+def _with_settings(once: Callable[[], Any], is_async: bool, **changes: Any) -> Callable[[], Any]:
+    """One request of ``once`` under other lagless settings, restored right after (the switch
+    itself is outside the request's timed region)."""
+    rt = lagless.get_runtime()
+    if is_async:
 
-    def arm(n: int) -> int:
-        rt = lagless.get_runtime()
+        async def arm_async() -> int:
+            saved = rt.config
+            rt.configure(**changes)
+            try:
+                return int(await once())
+            finally:
+                rt.configure(saved)
+
+        return arm_async
+
+    def arm() -> int:
         saved = rt.config
         rt.configure(**changes)
         try:
-            return int(probe(n))
+            return int(once())
         finally:
             rt.configure(saved)
 
@@ -227,18 +244,20 @@ def explain(plan: Plan) -> list[tuple[str, Result]]:
             except ImportError as exc:
                 note(f"{kind}: skipped in --explain ({exc})")
                 continue
+            is_async = kind == "starlette"
             probes = {
-                arm: ASGIProbe(app, loop) if kind == "starlette" else WSGIProbe(app)
+                arm: ASGIProbe(app, loop) if is_async else WSGIProbe(app)
                 for arm, app in apps.items()
             }
-            full = probes["lagless"]
-            arms: dict[str, Arm] = {"bare": probes["bare"], "lagless": full}
-            arms["no Server-Timing"] = _with_settings(full, server_timing=False)
-            arms["no middleware timing"] = _with_settings(full, middleware_timing=False)
-            arms["no db span"] = probes["no db span"]
-            arms["ring_size=0"] = _with_settings(full, ring_size=0)
-            arms["enabled=False"] = _with_settings(full, enabled=False)
-            rows.append((kind, interleave(arms, n=plan.n, repeats=plan.repeats)))
+            full = probes["lagless"].once
+            arms = {"bare": probes["bare"].once, "lagless": full}
+            arms["no Server-Timing"] = _with_settings(full, is_async, server_timing=False)
+            arms["no middleware timing"] = _with_settings(full, is_async, middleware_timing=False)
+            arms["no db span"] = probes["no db span"].once
+            arms["ring_size=0"] = _with_settings(full, is_async, ring_size=0)
+            arms["enabled=False"] = _with_settings(full, is_async, enabled=False)
+            result = alternate(arms, iterations=plan.requests, loop=loop if is_async else None)
+            rows.append((kind, result))
     finally:
         loop.close()
     return rows
@@ -280,7 +299,7 @@ def profile(plan: Plan) -> None:
             probe(200)
             profiler = cProfile.Profile()
             profiler.enable()
-            probe(plan.n * 2)
+            probe(plan.requests // 2)
             profiler.disable()
             stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
             total = sum(v[2] for v in stats.values())
@@ -296,7 +315,7 @@ def profile(plan: Plan) -> None:
                 where = key[0].split(f"{os.sep}lagless{os.sep}", 1)[-1]
                 table.add_row(
                     f"{where}:{key[1]} {key[2]}",
-                    f"{value[1] / (plan.n * 2):.1f}",
+                    f"{value[1] / (plan.requests // 2):.1f}",
                     f"{value[2] / own:.1%}",
                 )
             console.print(table)
@@ -497,7 +516,10 @@ def drivers_bench(plan: Plan) -> list[tuple[str, Result]]:
 
 
 def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
-    table = Table(title="In-process: µs per request (median of rounds)")
+    table = Table(
+        title="In-process: µs per request (requests alternated arm by arm; medians, "
+        "added = median of paired differences)"
+    )
     for col in ("app", "bare", "lagless", "lagless adds (% of bare)", "target <= 5 µs"):
         table.add_column(col, justify="right" if col != "app" else "left")
     if has_otel:

@@ -47,6 +47,34 @@ def test_interleave_rotates_arms_and_pairs_rounds() -> None:
     assert result.added("b", "a") == 2.0
 
 
+def test_alternate_rotates_one_operation_at_a_time_sync_and_async() -> None:
+    order: list[str] = []
+
+    def arm(name: str, ns: int) -> Any:
+        def once() -> int:
+            order.append(name)
+            return ns
+
+        return once
+
+    result = common.alternate({"a": arm("a", 1000), "b": arm("b", 4000)}, iterations=3, warmup=0)
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert result.added("b", "a") == 3.0
+
+    async def slow() -> int:
+        return 5000
+
+    async def fast() -> int:
+        return 2000
+
+    loop = asyncio.new_event_loop()
+    try:
+        result = common.alternate({"f": fast, "s": slow}, iterations=4, loop=loop, warmup=1)
+    finally:
+        loop.close()
+    assert result.rounds == {"f": [2.0] * 4, "s": [5.0] * 4}
+
+
 def test_added_is_the_median_of_paired_differences() -> None:
     # A load burst in round 2 slows both arms: pairing cancels it, medians of arms do not.
     result = common.Result({"base": [10.0, 50.0, 10.0], "arm": [12.0, 53.0, 11.0]})
@@ -68,6 +96,8 @@ def test_arms_answer_and_lagless_records(kind: str) -> None:
             probes[arm] = apps.ASGIProbe(app, loop) if kind == "starlette" else apps.WSGIProbe(app)
         for arm, probe in probes.items():
             probe(2)
+            once = probe.once() if kind == "flask" else loop.run_until_complete(probe.once())
+            assert once > 0
             status = probe.status
             assert status == 200 or str(status).startswith("200"), (arm, status)
         apps.check_lagless_arm(probes["lagless"], kind)  # raises SystemExit if it did not
