@@ -15,8 +15,8 @@ one sqlite3 query and a small JSON body, in three arms built side by side in thi
 
 In-process the apps are called as raw ASGI/WSGI callables (no test client, whose own cost
 would hide what is measured); over loopback they run under uvicorn (Starlette) or werkzeug's
-threaded server (Flask, Django), loaded with ``wrk`` when installed. The arms are interleaved
-round by round and the medians reported. Then: the span-recording hot path, and a single-row
+threaded server (Flask, Django), loaded with ``wrk`` when installed. In-process the arms
+alternate request by request, over loopback round by round; medians are reported. Then: the span-recording hot path, and a single-row
 PostgreSQL query through asyncpg and psycopg (and a Redis GET) with and without an active trace.
 
 Targets (issue 2): lagless adds <= 5 µs a request (ASGI and WSGI), keeps >= 95 % of bare
