@@ -16,8 +16,9 @@ one sqlite3 query and a small JSON body, in three arms built side by side in thi
 In-process the apps are called as raw ASGI/WSGI callables (no test client, whose own cost
 would hide what is measured); over loopback they run under uvicorn (Starlette) or werkzeug's
 threaded server (Flask, Django), loaded with ``wrk`` when installed. In-process the arms
-alternate request by request, over loopback round by round; medians are reported. Then: the span-recording hot path, and a single-row
-PostgreSQL query through asyncpg and psycopg (and a Redis GET) with and without an active trace.
+alternate request by request, over loopback round by round; medians are reported. Then: the
+span-recording hot path, and a single-row PostgreSQL query through asyncpg and psycopg (and a
+Redis GET) with and without an active trace, alternating call by call.
 
 Targets (issue 2): lagless adds <= 5 µs a request (ASGI and WSGI), keeps >= 95 % of bare
 requests per second over loopback, adds <= 3 % to a single-row PostgreSQL query, and costs at
