@@ -33,6 +33,29 @@ def test_spans_per_trace_are_bounded(fresh_runtime: Runtime) -> None:
     assert t.attrs["dropped_spans"] == 7
 
 
+def test_spans_are_bounded_while_the_request_runs(fresh_runtime: Runtime) -> None:
+    """Regression: the limit used to apply only at finish, so a running request could grow
+    its trace without bound (a loop of a million queries)."""
+    fresh_runtime.configure(max_spans=5)
+    t = Trace("GET", "/x")
+    for i in range(10_000):
+        span = t.add_span("db", "select 1", i, i + 1)
+    assert span.name == "select 1"  # still handed back to the caller
+    assert len(t.spans) == 5
+    assert t.attrs["dropped_spans"] == 9_995
+    t.finish()
+    fresh_runtime.finish_trace(t)
+    assert len(t.spans) == 5 and t.attrs["dropped_spans"] == 9_995
+
+
+def test_loading_a_file_keeps_every_span(fresh_runtime: Runtime) -> None:
+    from lagless._export import trace_from_dict, trace_to_dict
+
+    t = _finished(1, spans=12)
+    fresh_runtime.configure(max_spans=5)
+    assert len(trace_from_dict(trace_to_dict(t)).spans) == 12
+
+
 def test_slow_request_log(fresh_runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     fresh_runtime.configure(slow_request_ms=10)
     with caplog.at_level(logging.WARNING, logger="lagless"):

@@ -131,12 +131,16 @@ def trace_from_dict(data: dict[str, Any]) -> Trace:
         for s in data.get("spans") or ():
             start = int(float(s.get("start_ms", 0.0)) * 1_000_000)
             dur = int(float(s.get("duration_ms", 0.0)) * 1_000_000)
-            trace.add_span(
-                str(s["kind"]),
-                str(s.get("name", "")),
-                start,
-                start + dur,
-                dict(s["attrs"]) if s.get("attrs") else None,
+            # Appended directly: a loaded file keeps every span it holds, whatever this
+            # process's max_spans (the limit bounds live recording, not analysis).
+            trace.spans.append(
+                Span(
+                    str(s["kind"]),
+                    str(s.get("name", "")),
+                    start,
+                    dur,
+                    dict(s["attrs"]) if s.get("attrs") else None,
+                )
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise TraceFormatError(f"malformed trace: {exc}") from None

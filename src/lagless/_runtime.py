@@ -56,6 +56,7 @@ class Runtime:
         self.middleware_timing: bool = cfg.middleware_timing
         self.body_digest: bool = cfg.body_digest
         self.max_spans: int = cfg.max_spans
+        Trace.max_spans = cfg.max_spans
         self.loop_lag_probe: bool = bool(cfg.values.get("loop_lag_probe", False))
         self._slow_ns = int(cfg.slow_request_ms * 1_000_000) if cfg.slow_request_ms else 0
         if self._file_sink is not None and self._file_sink.path != cfg.trace_file:
@@ -87,7 +88,10 @@ class Runtime:
         """Hand a finished trace to the ring, the slow log and every listener."""
         spans = trace.spans
         if len(spans) > self.max_spans:
-            trace.attrs["dropped_spans"] = len(spans) - self.max_spans
+            # Most are dropped as they are added (Trace.add_span); this catches spans appended
+            # directly at the end of a request (handler spans) and a lowered setting.
+            attrs = trace.attrs
+            attrs["dropped_spans"] = attrs.get("dropped_spans", 0) + len(spans) - self.max_spans
             del spans[self.max_spans :]
         self.ring.append(trace)
         if self._slow_ns and trace.duration_ns >= self._slow_ns:

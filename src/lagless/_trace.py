@@ -186,6 +186,12 @@ class Trace:
 
     # -- recording ---------------------------------------------------------------------------
 
+    #: Spans a trace stores; past this they are only counted in ``attrs["dropped_spans"]``.
+    #: Set process-wide from the ``max_spans`` setting by the runtime. Checked as spans are
+    #: added, not when the trace finishes, so a runaway request (a loop of a million queries)
+    #: cannot grow its trace without bound while it is still running. Costs ~20 ns a span.
+    max_spans: int = 2000
+
     def add_span(
         self,
         kind: str,
@@ -194,9 +200,14 @@ class Trace:
         end_ns: int,
         attrs: dict[str, Any] | None = None,
     ) -> Span:
-        """Append a finished span. ``list.append`` is atomic, so threads and tasks may share."""
+        """Append a finished span (``list.append`` is atomic, so threads and tasks may share)
+        and return it; past :attr:`max_spans` the span is returned but only counted."""
         span = Span(kind, name, start_ns, end_ns - start_ns, attrs)
-        self.spans.append(span)
+        spans = self.spans
+        if len(spans) < self.max_spans:
+            spans.append(span)
+        else:
+            self.attrs["dropped_spans"] = self.attrs.get("dropped_spans", 0) + 1
         return span
 
     def set_response_headers(self, raw: Any) -> None:
