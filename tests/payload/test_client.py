@@ -85,8 +85,9 @@ def test_importing_payload_loads_no_framework_or_encoder() -> None:
         "heavy = [m for m in ('starlette', 'fastapi', 'flask', 'django', 'rest_framework', "
         "'msgspec', 'brotli', 'zstandard') if m in sys.modules]; print(heavy)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 
