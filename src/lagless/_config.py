@@ -178,6 +178,87 @@ SETTINGS: dict[str, Setting] = {
             "Where lagless keeps files it builds once (the example's seeded database); "
             "default: $XDG_CACHE_HOME/lagless or ~/.cache/lagless.",
         ),
+        # Monitoring (lagless.monitor, docs/monitoring.md).
+        Setting(
+            "metrics",
+            _parse_bool,
+            False,
+            "Keep per-route latency histograms and serve them at metrics_path for Prometheus.",
+        ),
+        Setting("metrics_path", _parse_optional_str, "/metrics", "Where /metrics is served."),
+        Setting(
+            "metrics_dir",
+            _parse_optional_str,
+            None,
+            "A directory shared by worker processes (default: $PROMETHEUS_MULTIPROC_DIR): each "
+            "writes its histograms there and /metrics merges them all.",
+        ),
+        Setting(
+            "metrics_bucket_scale",
+            _parse_int(0),
+            2,
+            "Classic Prometheus buckets: 2**scale per doubling, 1 ms to 32 s (2 = 19% steps).",
+        ),
+        Setting(
+            "max_routes",
+            _parse_int(1),
+            100,
+            "Distinct (method, route) pairs tracked; later ones fold into '<other>'.",
+        ),
+        Setting(
+            "dashboard",
+            _parse_bool,
+            False,
+            "Serve the live dashboard at dashboard_path (needs dashboard_token, except on "
+            "localhost).",
+        ),
+        Setting("dashboard_path", _parse_optional_str, "/_lagless/", "Where the dashboard lives."),
+        Setting(
+            "dashboard_token",
+            _parse_optional_str,
+            None,
+            "Secret (16+ characters) that opens the dashboard: ?token=, a Bearer header or "
+            "the cookie the first visit sets.",
+        ),
+        Setting(
+            "profile_token",
+            _parse_optional_str,
+            None,
+            "Secret (16+ characters) that lets a request carrying X-Lagless-Profile: <token> "
+            "(or ?lagless_profile=<token>) come back as a pyinstrument profile. Unset: off.",
+        ),
+        Setting(
+            "slow_sample_ms",
+            _parse_float(0.0),
+            500.0,
+            "Keep full traces of requests slower than this, or than their route's p99 "
+            "(0: the p99 rule only).",
+        ),
+        Setting("slow_samples", _parse_int(1), 100, "How many slow-request traces to keep."),
+        Setting(
+            "slow_sample_rate",
+            _parse_float(0.0),
+            5.0,
+            "At most this many slow traces kept (and analysed) per second, so cost stays flat.",
+        ),
+        Setting(
+            "beacon_path",
+            _parse_optional_str,
+            "/_lagless/beacon",
+            "Where the browser snippet posts timings (its script: beacon_path + '.js').",
+        ),
+        Setting(
+            "browser_timing",
+            _parse_bool,
+            False,
+            "Accept browser Resource Timing beacons at beacon_path and serve the snippet.",
+        ),
+        Setting(
+            "otel",
+            _parse_bool,
+            False,
+            "Export every trace as OpenTelemetry spans through the configured tracer provider.",
+        ),
     )
 }
 
