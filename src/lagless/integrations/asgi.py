@@ -305,7 +305,10 @@ class LaglessMiddleware:
                 report_internal_error("asgi:finish", exc)
 
 
-_async_endpoints: dict[int, bool] = {}
+# id(endpoint) -> (endpoint, is_async); the endpoint is kept so a reused id (an endpoint
+# object that was garbage-collected) is never mistaken for it.
+_async_endpoints: dict[int, tuple[Any, bool]] = {}
+_ASYNC_ENDPOINTS_MAX: Final = 10_000
 
 
 def _is_async_endpoint(scope: Scope) -> bool | None:
@@ -319,18 +322,19 @@ def _is_async_endpoint(scope: Scope) -> bool | None:
     if endpoint is None:
         return None
     key = id(endpoint)
-    known = _async_endpoints.get(key)
-    if known is None:
-        import inspect
+    hit = _async_endpoints.get(key)
+    if hit is not None and hit[0] is endpoint:
+        return hit[1]
+    import inspect
 
-        target = endpoint
-        while isinstance(target, functools.partial):
-            target = target.func
-        known = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-            type(target).__call__
-        )
-        if len(_async_endpoints) < 10_000:
-            _async_endpoints[key] = known
+    target = endpoint
+    while isinstance(target, functools.partial):
+        target = target.func
+    known = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        type(target).__call__
+    )
+    if len(_async_endpoints) < _ASYNC_ENDPOINTS_MAX:
+        _async_endpoints[key] = (endpoint, known)
     return known
 
 

@@ -521,3 +521,25 @@ def test_layer_names() -> None:
         layer_name(Dispatching(add_header)) == "Dispatching(test_layer_names.<locals>.add_header)"
     )
     assert layer_name(Outer(None, FakeClock())) == "Outer"
+
+
+def test_async_endpoint_cache_is_keyed_by_identity_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: the cache was keyed by ``id()`` alone, so an endpoint created after another
+    was garbage-collected could reuse its id and inherit its answer."""
+    monkeypatch.setattr(asgi_mod, "_async_endpoints", {})
+
+    async def coro() -> None: ...
+
+    def plain() -> None: ...
+
+    # Simulate id reuse: plain's id already holds the answer cached for another object.
+    asgi_mod._async_endpoints[id(plain)] = (coro, True)
+    assert asgi_mod._is_async_endpoint({"endpoint": plain}) is False
+    assert asgi_mod._is_async_endpoint({"endpoint": coro}) is True
+    assert asgi_mod._is_async_endpoint({}) is None
+    monkeypatch.setattr(asgi_mod, "_ASYNC_ENDPOINTS_MAX", 2)
+    for _ in range(5):
+        asgi_mod._is_async_endpoint({"endpoint": lambda: None})
+    assert len(asgi_mod._async_endpoints) <= 2
