@@ -91,6 +91,16 @@ def test_list_body_is_returned_as_is_and_traced(fresh_runtime: Runtime) -> None:
     assert current_trace() is None
 
 
+def test_wrapped_twice_records_one_trace_with_one_header(fresh_runtime: Runtime) -> None:
+    """Regression: a second LaglessWSGIMiddleware (``Lagless(app)`` plus a hand-made wrapper)
+    started its own trace, so each request left two traces and two Server-Timing headers."""
+    server = Server()
+    server.run(LaglessWSGIMiddleware(LaglessWSGIMiddleware(list_app)), "/items/7")
+    trace = only(fresh_runtime)
+    assert (trace.route, trace.status, trace.response_bytes) == ("/items/{id}", 200, 11)
+    assert [k for k, _ in server.headers].count("Server-Timing") == 1
+
+
 def test_generator_app_runs_with_its_trace_current_and_finishes_on_close(
     fresh_runtime: Runtime,
 ) -> None:

@@ -33,6 +33,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 RouteResolver = Callable[[Environ], "str | None"]
 
+_get = _current_trace.get
 _set = _current_trace.set
 _reset = _current_trace.reset
 
@@ -216,7 +217,9 @@ class LaglessWSGIMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         rt = self.runtime
-        if not rt.enabled:
+        # A request already traced (this middleware applied twice, ``Lagless(app)`` plus a
+        # hand-made wrapper) stays in the outer trace: one trace, one Server-Timing header.
+        if not rt.enabled or _get() is not None:
             return self.app(environ, start_response)
         try:
             trace = Trace(

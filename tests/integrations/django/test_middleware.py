@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -221,6 +222,63 @@ def test_disabled_passes_through(fresh_runtime: Runtime) -> None:
     assert response.status_code == 200
     assert "Server-Timing" not in response.headers
     assert fresh_runtime.recent_traces() == []
+
+
+def test_inside_an_instrumented_wsgi_app_one_trace(fresh_runtime: Runtime) -> None:
+    """Regression: the Django middleware inside ``lagless.instrument(WSGIHandler())`` started a
+    second trace, so each request left an empty outer trace, a Django one, and two
+    Server-Timing headers. It now adds its route, layers and handler to the outer trace."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from werkzeug.test import Client as WerkzeugClient
+
+    import lagless
+
+    app = lagless.instrument(WSGIHandler(), integrations=False)
+    response = WerkzeugClient(app).get("/users/2/", buffered=True)
+    assert response.status_code == 200
+    trace = only(fresh_runtime)
+    assert (trace.route, trace.status, trace.attrs["framework"]) == ("/users/{pk}/", 200, "django")
+    assert [s.name for s in trace.spans_of("middleware")] == LAYERS
+    (handler,) = trace.spans_of("handler")
+    assert handler.name == "tests.integrations.django.views.user"
+    assert len(trace.spans_of("db")) == 1
+    assert len(response.headers.getlist("Server-Timing")) == 1
+    assert response.headers["Server-Timing"].count("total;dur=") == 1
+
+
+async def test_inside_an_instrumented_asgi_app_one_trace(fresh_runtime: Runtime) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    from lagless.integrations.asgi import LaglessMiddleware
+
+    app = LaglessMiddleware(ASGIHandler())
+    sent: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/async/users/3/",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+    }
+    inbound = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if inbound:
+            return inbound.pop(0)
+        await asyncio.Event().wait()  # the client stays connected (Django listens for it)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 200
+    timings = [v for k, v in start["headers"] if k.lower() == b"server-timing"]  # type: ignore[attr-defined]
+    assert len(timings) == 1
+    trace = only(fresh_runtime)
+    assert (trace.route, trace.status) == ("/async/users/{pk}/", 200)
+    assert len(trace.spans_of("handler")) == 1
 
 
 def test_two_concurrent_requests_never_mix_spans(

@@ -42,6 +42,7 @@ from lagless.integrations.wsgi import _EnvironHeaders
 
 __all__ = ["LaglessMiddleware"]
 
+_get = _current_trace.get
 _set = _current_trace.set
 _reset = _current_trace.reset
 
@@ -320,6 +321,9 @@ class LaglessMiddleware:
         rt = self.runtime
         if not rt.enabled:
             return self.get_response(request)
+        outer = _get()
+        if outer is not None:
+            return self._join(request, outer)
         try:
             trace = self._begin(request)
             slots = self._slots(request)
@@ -342,6 +346,9 @@ class LaglessMiddleware:
         rt = self.runtime
         if not rt.enabled:
             return await self.get_response(request)
+        outer = _get()
+        if outer is not None:
+            return await self._ajoin(request, outer)
         try:
             trace = self._begin(request)
             slots = self._slots(request)
@@ -359,6 +366,42 @@ class LaglessMiddleware:
         end = _now()
         _reset(token)
         return self._end(request, response, trace, slots, start, end)
+
+    # -- inside an outer trace ------------------------------------------------------------------
+
+    def _join(self, request: Any, outer: Trace) -> Any:
+        """The request is already traced by an outer lagless middleware (the Django app was
+        also wrapped by ``lagless.instrument`` or ``LaglessWSGIMiddleware``/``LaglessMiddleware``):
+        add the route, layers and handler to that trace, and leave the status, Server-Timing
+        and finishing to its owner, so a request is one trace with one header."""
+        slots = self._join_slots(request)
+        start = _now()
+        response = self.get_response(request)
+        self._joined(request, outer, slots, start, _now())
+        return response
+
+    async def _ajoin(self, request: Any, outer: Trace) -> Any:
+        slots = self._join_slots(request)
+        start = _now()
+        response = await self.get_response(request)
+        self._joined(request, outer, slots, start, _now())
+        return response
+
+    def _join_slots(self, request: Any) -> list[int] | None:
+        try:
+            return self._slots(request)
+        except Exception as exc:
+            report_internal_error("django:begin", exc)
+            return None
+
+    def _joined(
+        self, request: Any, trace: Trace, slots: list[int] | None, start: int, end: int
+    ) -> None:
+        try:
+            trace.attrs["framework"] = "django"
+            self._route_and_layers(request, trace, slots, start, end)
+        except Exception as exc:
+            report_internal_error("django:response", exc)
 
     # -- per request ---------------------------------------------------------------------------
 
@@ -405,14 +448,7 @@ class LaglessMiddleware:
         hand that to the streamed body). The response goes back unchanged whatever happens."""
         streamed = False
         try:
-            match = getattr(request, "resolver_match", None)
-            handler = None
-            if match is not None:
-                trace.route = django_route_template(match.route)
-                handler = getattr(match, "_func_path", None) or match.view_name
-            if slots is not None and self.chain is not None:
-                slots[0], slots[1] = start, end
-                self.chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
+            self._route_and_layers(request, trace, slots, start, end)
             trace.status = response.status_code
             if self.runtime.server_timing:
                 value = server_timing(trace, _now())
@@ -436,6 +472,18 @@ class LaglessMiddleware:
         if not streamed:
             self._finish(trace)
         return response
+
+    def _route_and_layers(
+        self, request: Any, trace: Trace, slots: list[int] | None, start: int, end: int
+    ) -> None:
+        match = getattr(request, "resolver_match", None)
+        handler = None
+        if match is not None:
+            trace.route = django_route_template(match.route)
+            handler = getattr(match, "_func_path", None) or match.view_name
+        if slots is not None and self.chain is not None:
+            slots[0], slots[1] = start, end
+            self.chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
 
     def _stream(self, response: Any, trace: Trace) -> None:
         done = False
