@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import statistics
 import sys
 import time
 import types
@@ -76,15 +77,20 @@ def redis_available() -> bool:
         return False
 
 
+def ratio(result: Result, arm: str, base: str) -> float:
+    """Median over rounds of arm/base measured in the same round: on a shared machine the load
+    swings between rounds, and a per-round ratio cancels what hits both arms alike."""
+    pairs = zip(result.rounds[arm], result.rounds[base], strict=True)
+    return statistics.median(a / b for a, b in pairs)
+
+
 def table(title: str, result: Result, base: str, rows: list[str]) -> Table:
     t = Table(title=title)
     t.add_column("arm")
-    t.add_column("µs / op", justify="right")
-    t.add_column(f"÷ {base}", justify="right")
+    t.add_column("µs / op (median)", justify="right")
+    t.add_column(f"÷ {base} (median of per-round ratios)", justify="right")
     for arm in rows:
-        t.add_row(
-            arm, f"{result.median(arm):.2f}", f"{result.median(arm) / result.median(base):.2f}x"
-        )
+        t.add_row(arm, f"{result.median(arm):.2f}", f"{ratio(result, arm, base):.2f}x")
     return t
 
 
@@ -153,6 +159,10 @@ def function_arms(with_redis: bool) -> tuple[dict[str, Callable[[int], int]], li
         stored = run(raw.get(PREFIX + "fn:1"))
         run(raw.set(PREFIX + "raw", stored))
         arms["raw redis-py GET (same bytes)"] = async_arm(lambda: raw.get(PREFIX + "raw"))
+        # The same GET through the client lagless builds (socket timeouts, one retry): what the
+        # timeouts cost, as opposed to what the cache layer adds.
+        tuned = backend.async_client
+        arms["raw GET, lagless's client settings"] = async_arm(lambda: tuned.get(PREFIX + "raw"))
         arms["lagless redis"] = async_arm(lambda: lagless_redis(1))
 
         cashews_redis = CashewsCache()
@@ -556,15 +566,16 @@ def main() -> int:
             list(memory_arms),
         )
     )
-    fastest_peer = min(result.median(k) for k in memory_arms if not k.startswith("lagless"))
-    mem_ratio = fastest_peer / result.median("lagless memory")
+    mem_ratio = min(
+        ratio(result, k, "lagless memory") for k in memory_arms if not k.startswith("lagless")
+    )
     console.print(
         f"fastest peer ÷ lagless = {mem_ratio:.1f}x (target >= 2x) {verdict(mem_ratio >= 2)}"
     )
     checks.append(("memory hit >= 2x faster than the fastest peer", mem_ratio >= 2))
     if with_redis:
         redis_arms = {k: v for k, v in arms.items() if "redis" in k}
-        result = interleave(redis_arms, n=2_000 // (2 if args.quick else 1), repeats=rounds)
+        result = interleave(redis_arms, n=200, repeats=rounds * 4)
         console.print(
             table(
                 "1b. decorated async function, Redis hit",
@@ -573,14 +584,15 @@ def main() -> int:
                 list(redis_arms),
             )
         )
-        ratio = result.median("lagless redis") / result.median("raw redis-py GET (same bytes)")
+        redis_ratio = ratio(result, "lagless redis", "raw redis-py GET (same bytes)")
         commands = count_redis_commands_per_hit()
         console.print(
-            f"lagless Redis hit = {ratio:.2f}x a raw GET (target <= 1.3x) {verdict(ratio <= 1.3)}; "
-            f"commands per hit: {commands} (target 1) {verdict(commands == 1)}"
+            f"lagless Redis hit = {redis_ratio:.2f}x a raw GET (target <= 1.3x) "
+            f"{verdict(redis_ratio <= 1.3)}; commands per hit: {commands} (target 1) "
+            f"{verdict(commands == 1)}"
         )
         checks += [
-            ("redis hit <= 1.3x raw GET", ratio <= 1.3),
+            ("redis hit <= 1.3x raw GET", redis_ratio <= 1.3),
             ("one command per hit", commands == 1),
         ]
     for close in closers:
@@ -618,7 +630,7 @@ def main() -> int:
         call = asgi_request(lagless_redis_app, "/items/7")
         run(call())
         pair = {"lagless middleware, redis": async_arm(call), "fastapi-cache2, redis": fc_redis}
-        result = interleave(pair, n=1_000 // (2 if args.quick else 1), repeats=rounds)
+        result = interleave(pair, n=200, repeats=rounds * 4)
         console.print(
             table("2b. cached response, Redis", result, "lagless middleware, redis", list(pair))
         )
@@ -657,13 +669,14 @@ def main() -> int:
             list(not_modified),
         )
     )
-    ratio = result.median("Django ConditionalGetMiddleware 304") / result.median(
-        "lagless condition(etag=...) 304"
+    cond_ratio = ratio(
+        result, "Django ConditionalGetMiddleware 304", "lagless condition(etag=...) 304"
     )
     console.print(
-        f"ConditionalGetMiddleware ÷ lagless = {ratio:.1f}x (target >= 5x) {verdict(ratio >= 5)}"
+        f"ConditionalGetMiddleware ÷ lagless = {cond_ratio:.1f}x (target >= 5x) "
+        f"{verdict(cond_ratio >= 5)}"
     )
-    checks.append(("304 >= 5x cheaper than ConditionalGetMiddleware", ratio >= 5))
+    checks.append(("304 >= 5x cheaper than ConditionalGetMiddleware", cond_ratio >= 5))
 
     if with_redis:
         import redis
