@@ -107,6 +107,17 @@ def test_instrument_returns_same_app_wraps_wsgi_app_once(fresh_runtime: Runtime)
     assert app.wsgi_app is wrapped
 
 
+def test_extension_then_instrument_wraps_once(fresh_runtime: Runtime) -> None:
+    app = make_app()
+    Lagless(app, integrations=False)
+    wrapped = app.wsgi_app
+    assert lagless.instrument(app, integrations=False) is app
+    assert app.wsgi_app is wrapped
+    response = get(app.test_client(), "/users/5")
+    assert len(response.headers.getlist("Server-Timing")) == 1
+    assert only(fresh_runtime).route == "/users/{id}"
+
+
 def test_route_spans_and_server_timing(fresh_runtime: Runtime) -> None:
     app = lagless.instrument(make_app(), integrations=False)
     response = get(app.test_client(), "/users/42")
