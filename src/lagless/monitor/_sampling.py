@@ -14,6 +14,7 @@ findings are attached to the sample and counted per (code, route) for ``/metrics
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class Sample:
             "duration_ms": round(trace.duration_ns / 1e6, 3),
             "time": self.wall_time,
             "reason": self.reason,
-            "p99_ms": round(self.p99_ms, 3) if self.p99_ms == self.p99_ms else None,
+            "p99_ms": round(self.p99_ms, 3) if math.isfinite(self.p99_ms) else None,
             "spans": [
                 {
                     "kind": s.kind,
