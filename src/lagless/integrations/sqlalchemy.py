@@ -8,6 +8,10 @@ Built on SQLAlchemy's own event API, listened to on the :class:`~sqlalchemy.engi
   driver-level integrations are told to stand down (``_suppress_db``), so a statement run by
   SQLAlchemy over sqlite3, psycopg or asyncpg is recorded once, with SQLAlchemy's view of it.
   The context-variable token lives on the execution context, which both events receive.
+  ``handle_error`` is not guaranteed to reach us (a user listener registered earlier that
+  raises ends the chain; ``skip_user_error_events`` skips it), so ``Connection``'s error path
+  is also wrapped to end the suppression and record the failed statement whatever the
+  listeners did: a suppression left on would silently stop all driver capture in that context.
 - ``do_connect`` (before the DBAPI connect) and the pool's ``connect`` (after it) bound a new
   physical connection, recorded as a ``connect`` span.
 
@@ -140,6 +144,39 @@ def _handle_error(ctx: Any) -> None:
         report_internal_error("sqlalchemy:handle_error", exc)
 
 
+def _wrap_error_path(original: Any) -> Any:
+    """``Connection._handle_dbapi_exception``, which every failed statement goes through
+    (it always raises): if no ``handle_error`` listener of ours ran, end the suppression and
+    record the failure here."""
+
+    def handle(
+        self: Any, e: BaseException, statement: Any, parameters: Any, *a: Any, **kw: Any
+    ) -> Any:
+        try:
+            return original(self, e, statement, parameters, *a, **kw)
+        finally:
+            # (cursor, context, ...) follow the parameters.
+            context = a[1] if len(a) > 1 else kw.get("context")
+            if context is not None and getattr(context, "_lagless", None) is not None:
+                _record_failure(context, e, statement, parameters)
+
+    handle.__wrapped__ = original  # type: ignore[attr-defined]
+    return handle
+
+
+def _record_failure(context: Any, error: BaseException, statement: Any, parameters: Any) -> None:
+    end = _now()
+    try:
+        state = _finish(context)
+        if state is None:
+            return
+        trace, start, new = state
+        attrs = _attrs(context, parameters, bool(context.executemany), new)
+        record(trace, "db", statement or "", start, end, error=error, **attrs)
+    except Exception as exc:
+        report_internal_error("sqlalchemy:error-path", exc)
+
+
 def _do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
     # Returns None: this listener only notes the time, the dialect still connects.
     if _current_trace.get() is None or conn_rec is None:
@@ -213,7 +250,7 @@ class SQLAlchemyIntegration(Integration):
 
     def _install(self) -> None:
         from sqlalchemy import event
-        from sqlalchemy.engine import Engine
+        from sqlalchemy.engine import Connection, Engine
         from sqlalchemy.pool import Pool, SingletonThreadPool
 
         self._listeners = [
@@ -227,6 +264,9 @@ class SQLAlchemyIntegration(Integration):
             event.listen(target, name, fn)
         for pool_cls in (Pool, SingletonThreadPool):
             self._patches.patch(pool_cls, "connect", _wrap_checkout(vars(pool_cls)["connect"]))
+        error_path = vars(Connection).get("_handle_dbapi_exception")
+        if error_path is not None:  # private; absent in some future version: listeners only
+            self._patches.patch(Connection, "_handle_dbapi_exception", _wrap_error_path(error_path))
 
     def _uninstall(self) -> None:
         global _pending_new

@@ -24,6 +24,7 @@ from ._helpers import db_spans, pool_spans, tracing, unique_table  # noqa: E402
 from .conftest import install  # noqa: E402
 
 POOL_CONNECT = Pool.connect
+ERROR_PATH = sa.engine.Connection._handle_dbapi_exception
 SINGLETON_CONNECT = SingletonThreadPool.connect
 
 
@@ -109,6 +110,53 @@ def test_failing_statement_recorded_exception_unchanged(tmp_path: Path) -> None:
     assert failed.name == "SELECT * FROM missing"
     assert failed.get("error") == "OperationalError: no such table: missing"
     assert ok.get("error") is None and ok.get("driver") == "sqlalchemy"
+
+
+class _UserError(Exception):
+    pass
+
+
+def _raise_user_error(ctx: Any) -> None:
+    raise _UserError("translated by the app") from ctx.original_exception
+
+
+def test_suppression_ends_when_an_earlier_error_listener_raises(tmp_path: Path) -> None:
+    """Regression: a user's ``handle_error`` listener that raises (SQLAlchemy's documented way
+    to translate errors) stops the listener chain; ours used to come after it, never ran, and
+    left the driver integrations switched off for the rest of the context."""
+    # On the class and before lagless, so it comes first in the chain.
+    event.listen(Engine, "handle_error", _raise_user_error)
+    engine = sa.create_engine(_sqlite_url(tmp_path))
+    install("sqlite3", "sqlalchemy")
+    try:
+        with tracing() as trace, engine.connect() as conn:
+            with pytest.raises(_UserError):
+                conn.execute(text("SELECT * FROM missing"))
+            assert _suppress_db.get() is False
+    finally:
+        event.remove(Engine, "handle_error", _raise_user_error)
+        engine.dispose()
+    (failed,) = db_spans(trace)
+    assert failed.get("error") == "OperationalError: no such table: missing"
+
+
+def test_suppression_ends_when_error_events_are_skipped(tmp_path: Path) -> None:
+    """``skip_user_error_events`` (used by SQLAlchemy's own dialects for probing statements)
+    skips every ``handle_error`` listener; the failure is still recorded, once, and nothing
+    is left switched off."""
+    engine = sa.create_engine(_sqlite_url(tmp_path))
+    install("sqlite3", "sqlalchemy")
+    with tracing() as trace, engine.connect() as conn:
+        probing = conn.execution_options(skip_user_error_events=True)
+        with pytest.raises(sa.exc.OperationalError):
+            probing.execute(text("SELECT * FROM missing"))
+        assert _suppress_db.get() is False
+        probing.execute(text("SELECT 1")).all()
+    engine.dispose()
+    failed, ok = db_spans(trace)
+    assert failed.name == "SELECT * FROM missing" and failed.get("driver") == "sqlalchemy"
+    assert "no such table" in failed.get("error")
+    assert ok.name == "SELECT 1" and ok.get("error") is None
 
 
 def test_nothing_recorded_without_active_trace(tmp_path: Path) -> None:
@@ -272,6 +320,7 @@ def test_install_idempotent_and_uninstall_restores(tmp_path: Path) -> None:
     assert Pool.connect is POOL_CONNECT
     assert SingletonThreadPool.connect is SINGLETON_CONNECT
     assert "connect" not in vars(sa.pool.QueuePool)
+    assert sa.engine.Connection._handle_dbapi_exception is ERROR_PATH
     for name in ("before_cursor_execute", "after_cursor_execute", "handle_error", "do_connect"):
         assert not event.contains(Engine, name, getattr(_mod(), f"_{name}"))
     with tracing() as trace, engine.connect() as conn:
