@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from time import perf_counter_ns as _now
 from typing import Any, Final, Literal
 
+#: What a span timed: the layer it is reported under (Server-Timing, detectors, exports).
 SpanKind = Literal["db", "pool", "cache", "http", "serialize", "middleware", "handler", "custom"]
 
 #: Every span kind, in the order they are reported.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lagless._explain import Explainer
     from lagless._trace import Trace
 
+#: How bad a finding is; ``lagless doctor --fail-on`` and the pytest plugin compare against it.
 Severity = Literal["critical", "high", "medium", "low", "info"]
 Mode = Literal["doctor", "production"]
 
