@@ -723,7 +723,9 @@ class Explainer:
                 advice = ()
             self._cache[key] = advice
             if len(self._cache) > self._max_cached:
-                self._cache.popitem(last=False)
+                # The oldest shape goes, with its error: both stay within max_cached.
+                oldest, _ = self._cache.popitem(last=False)
+                self.errors.pop(oldest, None)
             return advice
 
     def _connection(self) -> Any:

@@ -189,6 +189,18 @@ def test_unplannable_statement_is_recorded_not_raised(tmp_path):
     assert "no such table" in next(iter(explainer.errors.values()))
 
 
+def test_errors_are_bounded_like_the_cache(tmp_path):
+    """Regression: errors were kept per shape forever, while the cache itself was capped."""
+    path = tmp_path / "shop.db"
+    make_sqlite(path, 10)
+    explainer = Explainer.from_url(str(path), max_cached=3)
+    for i in range(20):
+        assert explainer.explain(f"SELECT nope FROM missing_{i} WHERE a = ?") == ()
+    assert explainer.stats["errors"] == 20
+    assert len(explainer.errors) <= 3
+    assert set(explainer.errors) <= set(explainer._cache)
+
+
 def sqlite_trace(ms: float, sql: str = BOOKS_Q):
     trace = make_trace("/authors/{id}/books", duration_ms=ms + 2)
     db(trace, sql, 1, ms, params_hash=1, rows=30, **{"db.system": "sqlite"})
