@@ -36,3 +36,17 @@ def test_verbs() -> None:
     assert not is_select("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x")
     assert not is_select("UPDATE t SET a = 1")
     assert is_select("(SELECT 1)")
+
+
+def test_long_statements_are_fingerprinted_without_being_cached() -> None:
+    """Regression: every distinct statement went into a 4096-entry cache, however long, so
+    bulk INSERTs with inline values could pin gigabytes."""
+    from lagless import _sql
+
+    _sql._cached_fingerprint.cache_clear()
+    values = ", ".join(f"({i}, 'name {i}')" for i in range(2000))
+    bulk = f"INSERT INTO t (id, name) VALUES {values}"
+    assert len(bulk) > _sql._CACHED_MAX_LEN
+    assert fingerprint(bulk) == "insert into t(id,name)values(?,?)"
+    assert fingerprint("SELECT 1") == "select ?"
+    assert _sql._cached_fingerprint.cache_info().currsize == 1

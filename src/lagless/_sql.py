@@ -34,9 +34,19 @@ def redact(sql: str) -> str:
     return _NUMBER.sub("?", sql)
 
 
-@functools.lru_cache(maxsize=4096)
+# Statements longer than this are fingerprinted without the cache: a bulk INSERT with inline
+# values can be megabytes, and 4096 of them would pin gigabytes. Apps' shapes are short.
+_CACHED_MAX_LEN = 2048
+
+
 def fingerprint(sql: str) -> str:
     """The normalised shape of a statement (see module docstring). Cached: apps run few shapes."""
+    if len(sql) > _CACHED_MAX_LEN:
+        return _fingerprint(sql)
+    return _cached_fingerprint(sql)
+
+
+def _fingerprint(sql: str) -> str:
     text = _COMMENT.sub(" ", sql)
     text = redact(text)
     text = _PLACEHOLDER.sub("?", text)
@@ -68,3 +78,6 @@ def is_select(sql: str) -> bool:
             re.search(rf"\b{word}\b", upper) for word in ("INSERT", "UPDATE", "DELETE", "MERGE")
         )
     return False
+
+
+_cached_fingerprint = functools.lru_cache(maxsize=4096)(_fingerprint)
