@@ -85,9 +85,11 @@ def parse_beacon(body: bytes, content_type: str = "") -> list[dict[str, Any]]:
         url = entry.get("url")
         if not isinstance(url, str) or not url or len(url) > MAX_URL:
             raise BeaconError(400, f"entry url must be a string of 1..{MAX_URL} characters")
-        path = urlsplit(url).path
-        if not path.startswith("/"):
+        # The snippet sends paths of same-origin calls only; a full or scheme-relative URL
+        # is not something it produces.
+        if not url.startswith("/") or url.startswith("//"):
             raise BeaconError(400, "entry url must be a same-origin path")
+        path = urlsplit(url).path
         item: dict[str, Any] = {"path": path}
         for key in _PHASES:
             item[key] = _number(entry, key, required=True)

@@ -73,7 +73,8 @@ class OTelExporter:
     def export(self, trace: Trace) -> None:
         ot = self._ot
         start_wall = (
-            int(trace.start_time * 1e9)
+            # Microseconds first: a float of epoch seconds holds ~0.2 µs, not nanoseconds.
+            round(trace.start_time * 1_000_000) * 1000
             if trace.start_time
             else time.time_ns() - (time.perf_counter_ns() - trace.start_ns)
         )

@@ -1,0 +1,172 @@
+"""The beacon collector: strict validation, size limits, rate limits, route matching."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from lagless._runtime import Runtime
+from lagless.monitor import Monitor, MonitorMiddleware, MonitorWSGIMiddleware
+from lagless.monitor._browser import (
+    MAX_BODY,
+    MAX_ENTRIES,
+    BeaconError,
+    BrowserStats,
+    RateLimiter,
+    parse_beacon,
+)
+from tests.monitor._traces import FakeClock, make_trace
+
+
+def entry(**kw: Any) -> dict[str, Any]:
+    base = {
+        "url": "/api/books/7",
+        "duration": 40.0,
+        "blocked": 2.0,
+        "ttfb": 30.0,
+        "download": 5.0,
+        "server": 25.0,
+    }
+    base.update(kw)
+    return base
+
+
+def beacon(*entries: dict[str, Any], v: int = 1) -> bytes:
+    return json.dumps({"v": v, "page": "/", "entries": list(entries)}).encode()
+
+
+def test_a_valid_beacon_parses() -> None:
+    (item,) = parse_beacon(beacon(entry(url="/api/books/7?secret=1")), "text/plain;charset=UTF-8")
+    assert item == {
+        "path": "/api/books/7",
+        "duration": 40.0,
+        "blocked": 2.0,
+        "ttfb": 30.0,
+        "download": 5.0,
+        "server": 25.0,
+    }
+    (no_server,) = parse_beacon(beacon(entry(server=None)), "application/json")
+    assert no_server["server"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"not json", 400),
+        (b"\xff\xfe", 400),
+        (b"[]", 400),
+        (beacon(entry(), v=2), 400),
+        (json.dumps({"v": 1}).encode(), 400),
+        (json.dumps({"v": 1, "entries": []}).encode(), 400),
+        (json.dumps({"v": 1, "entries": "x"}).encode(), 400),
+        (json.dumps({"v": 1, "entries": [1]}).encode(), 400),
+        (beacon(entry(url="")), 400),
+        (beacon(entry(url=123)), 400),
+        (beacon(entry(url="x" * 3000)), 400),
+        (beacon(entry(url="https://evil.example/")), 400),
+        (beacon(entry(duration=-1)), 400),
+        (beacon(entry(duration=1e12)), 400),
+        (beacon(entry(duration=True)), 400),
+        (beacon(entry(duration="12")), 400),
+        (b'{"v":1,"entries":[{"url":"/a","duration":NaN,"blocked":0,"ttfb":0,"download":0}]}', 400),
+        (beacon({"url": "/a", "duration": 1}), 400),
+        (beacon(*[entry()] * (MAX_ENTRIES + 1)), 413),
+        (b" " * (MAX_BODY + 1), 413),
+    ],
+)
+def test_malformed_and_oversized_beacons_are_refused(body: bytes, status: int) -> None:
+    with pytest.raises(BeaconError) as info:
+        parse_beacon(body, "text/plain")
+    assert info.value.status == status
+
+
+def test_only_json_content_types() -> None:
+    with pytest.raises(BeaconError) as info:
+        parse_beacon(beacon(entry()), "application/x-www-form-urlencoded")
+    assert info.value.status == 415
+
+
+def test_rate_limit_per_client_with_a_bounded_table() -> None:
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(rate=1.0, burst=3.0, max_clients=10, clock=clock)
+    assert [limiter.allow("a") for _ in range(5)] == [True, True, True, False, False]
+    assert limiter.allow("b")  # another client has its own bucket
+    clock.advance(1.0)
+    assert limiter.allow("a") and not limiter.allow("a")
+    for i in range(100):
+        limiter.allow(f"c{i}")
+    assert len(limiter._buckets) == 10
+
+
+def test_paths_match_route_templates() -> None:
+    stats = BrowserStats()
+    templates = ["/api/books/{id}", "/api/books/by-isbn/{isbn}", "/api/books", "/{a}/{b}/{c}/{d}"]
+    assert stats.match("/api/books", templates) == "/api/books"
+    assert stats.match("/api/books/12", templates) == "/api/books/{id}"
+    assert stats.match("/api/books/by-isbn/978", templates) == "/api/books/by-isbn/{isbn}"
+    assert stats.match("/elsewhere", templates) is None
+    stats.record(parse_beacon(beacon(entry(), entry(url="/zzz"))), templates)
+    assert stats.routes["/api/books/{id}"].count == 1
+    assert stats.unmatched == 1
+
+
+def make_monitor(rt: Runtime) -> tuple[Monitor, FakeClock]:
+    rt.configure(browser_timing=True)
+    mono = FakeClock(0.0)
+    mon = Monitor(runtime=rt, clock=FakeClock(), monotonic=mono, background=False).install()
+    mon.observe(make_trace("/api/books/{id}", path="/api/books/7", duration_ms=25))
+    return mon, mono
+
+
+async def test_the_endpoint_records_rejects_and_rate_limits(fresh_runtime: Runtime) -> None:
+    mon, mono = make_monitor(fresh_runtime)
+    app = MonitorMiddleware(lambda s, r, se: None, monitor=mon)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        script = await c.get("/_lagless/beacon.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert b"sendBeacon" in script.content
+        ok = await c.post(
+            "/_lagless/beacon", content=beacon(entry()), headers={"content-type": "text/plain"}
+        )
+        assert ok.status_code == 204
+        assert (await c.post("/_lagless/beacon", content=b"{")).status_code == 400
+        big = await c.post("/_lagless/beacon", content=b"x" * (MAX_BODY + 10))
+        assert big.status_code == 413
+
+        # Chunked, no Content-Length: the reader stops at the limit.
+        async def chunks() -> Any:
+            for _ in range(40):
+                yield b"y" * 1024
+
+        assert (await c.post("/_lagless/beacon", content=chunks())).status_code == 413
+        assert (await c.get("/_lagless/beacon")).status_code == 405
+        statuses = [
+            (await c.post("/_lagless/beacon", content=beacon(entry()))).status_code
+            for _ in range(12)
+        ]
+        assert 429 in statuses
+        mono.advance(60)
+        assert (await c.post("/_lagless/beacon", content=beacon(entry()))).status_code == 204
+    assert mon.browser is not None
+    br = mon.browser.routes["/api/books/{id}"]
+    assert br.count >= 2
+    assert br.network.quantile(0.5) == pytest.approx(0.015, rel=0.05)  # 40 ms - 25 ms
+
+
+def test_the_wsgi_endpoint_refuses_oversized_bodies(fresh_runtime: Runtime) -> None:
+    mon, _ = make_monitor(fresh_runtime)
+    app = MonitorWSGIMiddleware(lambda e, s: [], monitor=mon)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
+        assert c.post("/_lagless/beacon", content=b"x" * (MAX_BODY + 1)).status_code == 413
+        assert c.post("/_lagless/beacon", content=b"[1]").status_code == 400
+        assert c.post("/_lagless/beacon", content=beacon(entry())).status_code == 204
+
+
+async def test_beacons_are_off_unless_browser_timing_is_on(fresh_runtime: Runtime) -> None:
+    mon = Monitor(runtime=fresh_runtime, background=False)
+    assert not mon.owns("/_lagless/beacon")
