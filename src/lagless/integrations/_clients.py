@@ -61,7 +61,6 @@ def _fold_match(match: re.Match[str]) -> str:
     return _DIGITS.sub("{}", text)
 
 
-@functools.lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """``text`` with its variable parts (numbers, UUIDs, long hex, tokens, e-mail addresses)
     replaced by ``{}``.
@@ -69,11 +68,17 @@ def fold(text: str) -> str:
     >>> fold("user:42:session:3f1c9a2be4d84b7f9a1e0c3d2b5a6f70")
     'user:{}:session:{}'
 
-    Cached because applications read the same keys over and over; the cache is bounded and
-    lives only in this process's memory, where the raw keys already are.
+    Cached because applications read the same keys over and over; the cache is bounded (in
+    entries, and by leaving texts over ``_MAX_FOLD`` characters out of it, so huge keys cannot
+    pin memory) and lives only in this process's memory, where the raw keys already are.
     """
     if len(text) > _MAX_FOLD:
         return _CANDIDATES.sub(_fold_match, text[:_MAX_FOLD]) + "..."
+    return _cached_fold(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_fold(text: str) -> str:
     return _CANDIDATES.sub(_fold_match, text)
 
 

@@ -34,6 +34,18 @@ def test_fold_bounds_long_keys() -> None:
     assert len(fold(long_key)) < 300
 
 
+def test_long_keys_are_not_cached() -> None:
+    """Regression: the cache held every distinct text whole, so 4096 huge keys or URL paths
+    could pin that many megabytes."""
+    import lagless.integrations._clients as clients
+
+    clients._cached_fold.cache_clear()
+    for i in range(10):
+        fold(f"blob:{i}:" + "x" * 100_000)
+    fold("user:1")
+    assert clients._cached_fold.cache_info().currsize == 1
+
+
 def test_as_text_and_http_name() -> None:
     assert as_text(b"user:1") == "user:1"
     assert as_text(7) == "7"
