@@ -60,3 +60,24 @@ def test_bad_pyproject(tmp_path: Path) -> None:
     py.write_text("[tool.lagless\n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(pyproject=py, env={})
+
+
+def test_test_and_ci_variables_are_not_settings() -> None:
+    env = {
+        "LAGLESS_REQUIRE_SERVICES": "1",
+        "LAGLESS_PG_DSN": "postgresql://postgres@127.0.0.1:5432/test",
+        "LAGLESS_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LAGLESS_MYSQL_DSN": "mysql://root@127.0.0.1/test",
+    }
+    assert (
+        load_config(pyproject=False, env=env).sources
+        == load_config(pyproject=False, env={}).sources
+    )
+
+
+def test_unknown_variable_is_an_error_that_says_where_to_look() -> None:
+    # An error, not a warning: a misspelt setting must never pass silently.
+    with pytest.raises(ConfigError) as info:
+        load_config(pyproject=False, env={"LAGLESS_ZZZ_QQQ": "1"})
+    assert "'zzz_qqq' (from environment variable LAGLESS_ZZZ_QQQ)" in str(info.value)
+    assert "lagless config" in str(info.value)

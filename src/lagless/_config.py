@@ -289,7 +289,7 @@ def _validate(name: str, raw: Any, source: str) -> Any:
     setting = SETTINGS.get(name)
     if setting is None:
         hint = difflib.get_close_matches(name, SETTINGS, n=1)
-        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        extra = f"; did you mean {hint[0]!r}?" if hint else "; `lagless config` lists them"
         raise ConfigError(f"unknown lagless setting {name!r} (from {source}){extra}")
     try:
         return setting.parse(raw)
@@ -331,6 +331,11 @@ def load_config(
 
     ``pyproject=True`` looks for the nearest pyproject.toml; a path reads that file; ``False``
     reads none. ``env`` defaults to ``os.environ``.
+
+    An unknown name is an error, not a warning, in all three sources, ``LAGLESS_*`` variables
+    included: a misspelt ``LAGLESS_RECORD_PARAM=0`` or ``LAGLESS_ENABLE=0`` that only warned
+    would leave the setting at its default in production, unnoticed. The ``LAGLESS_*``
+    variables lagless's own tests and CI read are listed in ``_NOT_SETTINGS`` and skipped.
     """
     values = {name: s.default for name, s in SETTINGS.items()}
     sources = dict.fromkeys(SETTINGS, "default")
@@ -359,5 +364,6 @@ def load_config(
     return Config(values, sources)
 
 
-#: ``LAGLESS_*`` variables that are not settings (test and CI switches).
+#: ``LAGLESS_*`` variables that are not settings (test and CI switches: tests/_services.py,
+#: bench/, .ci/run). Anything else under ``LAGLESS_`` must be a setting.
 _NOT_SETTINGS = frozenset({"require_services", "pg_dsn", "redis_url", "mysql_dsn"})
