@@ -101,6 +101,33 @@ def test_wrapped_twice_records_one_trace_with_one_header(fresh_runtime: Runtime)
     assert [k for k, _ in server.headers].count("Server-Timing") == 1
 
 
+@pytest.mark.parametrize(("status", "recorded"), [("200", 200), ("201 Created", 201), ("x", 0)])
+def test_odd_status_lines_and_a_bare_environ(
+    fresh_runtime: Runtime, status: str, recorded: int
+) -> None:
+    """Bad input is the app's or server's to reject: lagless records what it can, passes the
+    status on unchanged and reports no internal error of its own."""
+    from lagless._guard import internal_errors
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [])
+        return [b"ok"]
+
+    seen: list[str] = []
+
+    def start_response(status_line: str, headers: list[tuple[str, str]]) -> Any:
+        seen.append(status_line)
+        assert [k for k, _ in headers] == ["Server-Timing"]
+        return lambda data: None
+
+    assert LaglessWSGIMiddleware(app)({}, start_response) == [b"ok"]
+    assert seen == [status]
+    trace = only(fresh_runtime)
+    assert (trace.method, trace.path, trace.status) == ("GET", "/", recorded)
+    assert trace.request_headers == {}
+    assert internal_errors == {}
+
+
 def test_generator_app_runs_with_its_trace_current_and_finishes_on_close(
     fresh_runtime: Runtime,
 ) -> None:
