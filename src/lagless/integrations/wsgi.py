@@ -107,8 +107,10 @@ class _Request:
         try:
             # PEP 3333: "200 OK". A bare "200" is taken; a status that is not one is the
             # server's to reject, recorded here as 0 rather than reported as lagless's error.
-            code = status[:3]
-            trace.status = int(code) if code.isdigit() else 0
+            try:
+                trace.status = int(status[:3])  # a try costs nothing on the usual path
+            except ValueError:
+                trace.status = 0
             if self.mw.runtime.server_timing:
                 headers = [*headers, ("Server-Timing", server_timing(trace, _now()))]
             trace.set_response_headers(headers)
