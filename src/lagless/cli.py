@@ -16,6 +16,7 @@ COMMANDS: list[str] = [
     "lagless._cli.analyze_cmd",
     "lagless._cli.example_cmd",
     "lagless._cli.static_cmd",
+    "lagless._cli.profile_cmd",
     "lagless._cli.bench_cmd",
 ]
 
