@@ -33,6 +33,14 @@ from lagless.detectors import Finding, Severity
 from lagless.detectors import analyze as detect
 from lagless.errors import ConfigError, IntegrationNotAvailable, LaglessError
 from lagless.integrations._base import install_integrations, uninstall_integrations
+from lagless.monitor import (
+    MetricsApp,
+    Monitor,
+    MonitorMiddleware,
+    MonitorWSGIMiddleware,
+    OTelExporter,
+    metrics_wsgi_app,
+)
 from lagless.payload import (
     CompressionMiddleware,
     Manifest,
@@ -57,6 +65,11 @@ __all__ = [
     "LaglessError",
     "Manifest",
     "MemoryBackend",
+    "MetricsApp",
+    "Monitor",
+    "MonitorMiddleware",
+    "MonitorWSGIMiddleware",
+    "OTelExporter",
     "RedisBackend",
     "ResponseCacheMiddleware",
     "Severity",
@@ -78,6 +91,7 @@ __all__ = [
     "instrument",
     "load_config",
     "load_traces",
+    "metrics_wsgi_app",
     "recent_traces",
     "span",
     "uninstall_integrations",
