@@ -56,6 +56,8 @@ class Runtime:
         self.middleware_timing: bool = cfg.middleware_timing
         self.body_digest: bool = cfg.body_digest
         self.max_spans: int = cfg.max_spans
+        # Read per statement by the driver integrations (``_db.record_params``).
+        self.record_params: bool = bool(cfg.values.get("record_params", False))
         Trace.max_spans = cfg.max_spans
         self.loop_lag_probe: bool = bool(cfg.values.get("loop_lag_probe", False))
         self._slow_ns = int(cfg.slow_request_ms * 1_000_000) if cfg.slow_request_ms else 0
