@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from typing import ClassVar
 
+from lagless._guard import report_internal_error
 from lagless.errors import IntegrationNotAvailable
 
 logger = logging.getLogger("lagless")
@@ -93,7 +94,16 @@ class Integration:
             if self.installed:
                 return
             self.check_available()
-            self._install()
+            try:
+                self._install()
+            except BaseException:
+                # Half an install (some methods patched, not others) would stay in place with
+                # ``installed`` false, out of reach of uninstall: undo what was done.
+                try:
+                    self._uninstall()
+                except Exception as exc:
+                    report_internal_error(f"install:{self.name}:rollback", exc)
+                raise
             self.installed = True
 
     def uninstall(self) -> None:
@@ -139,9 +149,19 @@ def install_integrations(
 
     ``names=None`` means every integration whose library is importable, skipping quietly the
     ones that are not (a named one that is unavailable raises). Integrations whose library needs
-    configuring first (Django) install themselves only once that library is ready.
+    configuring first (Django) install themselves only once that library is ready. In that
+    automatic mode an integration that fails to install (a library version lagless does not
+    know yet) is logged as an internal error and skipped: the application still starts, with
+    the other integrations. A name in ``exclude`` that is no integration raises, so a typo in
+    ``disabled_integrations`` cannot leave the integration it meant on.
     """
     excluded = set(exclude)
+    unknown = sorted(excluded - set(INTEGRATIONS))
+    if unknown:
+        raise IntegrationNotAvailable(
+            f"cannot exclude {', '.join(map(repr, unknown))}: no such lagless integration; "
+            f"known: {', '.join(INTEGRATIONS)}"
+        )
     explicit = names is not None
     done: list[str] = []
     for name in list(names) if names is not None else list(INTEGRATIONS):
@@ -156,6 +176,11 @@ def install_integrations(
             if explicit:
                 raise
             logger.debug("lagless: %s integration skipped", name, exc_info=True)
+            continue
+        except Exception as exc:
+            if explicit:
+                raise
+            report_internal_error(f"install:{name}", exc)
             continue
         done.append(name)
     return done
