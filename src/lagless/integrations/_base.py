@@ -96,6 +96,8 @@ class Integration:
             self.check_available()
             try:
                 self._install()
+            except IntegrationNotAvailable:
+                raise  # raised before anything is patched (Django not configured yet)
             except BaseException:
                 # Half an install (some methods patched, not others) would stay in place with
                 # ``installed`` false, out of reach of uninstall: undo what was done.
