@@ -45,7 +45,10 @@ def _to_django(response: Response, head: bool = False) -> Any:
         b"" if head else response.body, status=response.status, content_type=response.content_type
     )
     for name, value in response.headers:
-        out[name] = value
+        if name == "set-cookie":
+            out.cookies.load(value)  # Django writes cookies from here, not from headers
+        else:
+            out[name] = value
     return out
 
 
@@ -96,8 +99,8 @@ def monitor_urls() -> list[Any]:
         patterns.append(path(mon.metrics_path.lstrip("/"), metrics_view, name="lagless-metrics"))
     if mon.beacon_path:
         beacon = re.escape(mon.beacon_path.lstrip("/"))
-        patterns.append(re_path(rf"^{beacon}(\.js)?$", view, name="lagless-beacon"))
+        patterns.append(re_path(rf"^{beacon}(?:\.js)?$", view, name="lagless-beacon"))
     if mon.dashboard_on:
         base = re.escape(mon.dashboard_base.strip("/"))
-        patterns.append(re_path(rf"^{base}(/.*)?$", view, name="lagless-dashboard"))
+        patterns.append(re_path(rf"^{base}(?:/.*)?$", view, name="lagless-dashboard"))
     return patterns
