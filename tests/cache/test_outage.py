@@ -137,3 +137,39 @@ def test_response_cache_middleware_fails_open(own_redis: OwnRedis) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_breaker_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("ERROR", logger="lagless.cache")
+
+
+async def test_a_hung_redis_times_out_and_fails_open() -> None:
+    """A server that accepts connections and never answers: every call gives up after the
+    timeout (sync: socket timeout; async: one asyncio.timeout per call), the request is served
+    from the origin, and the breaker then stops trying."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # completes TCP handshakes from the backlog, never replies
+    port = listener.getsockname()[1]
+    mono = Mono()
+    breaker = CircuitBreaker(failure_threshold=2, reset_after=60, clock=mono)
+    backend = RedisBackend(
+        url=f"redis://127.0.0.1:{port}/0", prefix="h:", timeout=0.1, breaker=breaker
+    )
+    calls = 0
+
+    @cached(ttl=60, key="k", cache=Cache(backend=backend), lock=False)
+    async def value() -> int:
+        nonlocal calls
+        calls += 1
+        return 7
+
+    try:
+        assert [await value() for _ in range(4)] == [7, 7, 7, 7]
+        assert calls == 4
+        assert breaker.state == "open"
+        assert backend_errors["redis:get"] == 4 and backend_errors["redis:set"] >= 1
+    finally:
+        await backend.aclose()
+        sync_backend = RedisBackend(url=f"redis://127.0.0.1:{port}/0", prefix="h:", timeout=0.1)
+        assert Cache(backend=sync_backend).get("k", "fallback") == "fallback"
+        sync_backend.close()
+        listener.close()
