@@ -32,6 +32,8 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from lagless._guard import report_internal_error
+from lagless._runtime import get_runtime
+from lagless._sql import redact
 from lagless._trace import Span, Trace, _current_trace
 
 P = ParamSpec("P")
@@ -89,6 +91,22 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def db_error_text(exc: BaseException) -> str:
+    """:func:`error_text` for a failed statement, with the values it may quote taken out
+    unless ``record_params`` is on.
+
+    Database errors repeat the parameters they fail on: PostgreSQL's ``DETAIL:  Key
+    (email)=(alice@example.com) already exists`` on the lines after the message, MySQL's
+    ``Duplicate entry 'alice@example.com'`` in it. Only the first line is kept, with its
+    string and number literals redacted; identifiers (``"users_email_key"``) stay. Runs only
+    when a statement failed.
+    """
+    text = error_text(exc)
+    if get_runtime().config.values.get("record_params", False):
+        return text
+    return redact(text.split("\n", 1)[0]).rstrip()
+
+
 def record(
     trace: Trace,
     kind: str,
@@ -103,7 +121,7 @@ def record(
     try:
         end = _now() if end_ns is None else end_ns
         if error is not None:
-            attrs["error"] = error_text(error)
+            attrs["error"] = db_error_text(error) if kind == "db" else error_text(error)
         return trace.add_span(kind, name, start_ns, end, attrs or None)
     except Exception as exc:
         report_internal_error(f"record:{kind}", exc)

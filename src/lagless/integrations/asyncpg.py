@@ -28,7 +28,7 @@ from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
-from lagless._spans import _suppress_db, error_text, record
+from lagless._spans import _suppress_db, db_error_text, record
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
@@ -89,7 +89,7 @@ def _statement(
         if rows is not None:
             attrs["rows"] = rows
         if error is not None:
-            attrs["error"] = error_text(error)
+            attrs["error"] = db_error_text(error)
         trace.add_span("db", query if type(query) is str else str(query), start, end, attrs)
     except Exception as exc:
         report_internal_error("asyncpg:record", exc)

@@ -19,7 +19,7 @@ from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
-from lagless._spans import _get_running_loop, _suppress_db, error_text
+from lagless._spans import _get_running_loop, _suppress_db, db_error_text
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
@@ -77,7 +77,7 @@ def _statement(
             if rowcount >= 0:
                 attrs["rows"] = rowcount
         else:
-            attrs["error"] = error_text(error)
+            attrs["error"] = db_error_text(error)
         name = query if type(query) is str else _text(cursor, query)
         trace.add_span("db", name, start, end, attrs)
     except Exception as exc:

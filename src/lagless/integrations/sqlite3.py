@@ -19,7 +19,12 @@ from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
-from lagless._spans import _get_running_loop, _suppress_db, error_text, params_fingerprint
+from lagless._spans import (
+    _get_running_loop,
+    _suppress_db,
+    db_error_text,
+    params_fingerprint,
+)
 from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
@@ -81,7 +86,7 @@ def _traced(
         end = _now()
         try:
             attrs = _attrs(trace, conn, params, many)
-            attrs["error"] = error_text(exc)
+            attrs["error"] = db_error_text(exc)
             trace.add_span("db", sql if type(sql) is str else str(sql), start, end, attrs)
         except Exception as internal:
             report_internal_error("sqlite3:record", internal)

@@ -116,6 +116,26 @@ def test_failing_query_recorded_exception_unchanged(postgres_dsn: str, trace: Tr
     assert ok.get("error") is None
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_error_text_does_not_repeat_parameter_values(
+    postgres_dsn: str, fresh_runtime: Runtime, keep: bool
+) -> None:
+    """Regression: PostgreSQL's DETAIL line quotes the failing value (``Key (email)=(...)``),
+    so a unique violation stored the bound parameter in the span despite record_params off."""
+    fresh_runtime.configure(record_params=keep)
+    install("psycopg")
+    table = unique_table()
+    with tracing() as trace, psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TEMP TABLE {table} (email text UNIQUE)")
+        conn.execute(f"INSERT INTO {table} VALUES (%s)", ("alice@example.com",))
+        with pytest.raises(psycopg.errors.UniqueViolation) as info:
+            conn.execute(f"INSERT INTO {table} VALUES (%s)", ("alice@example.com",))
+    assert "alice@example.com" in str(info.value)  # the app's exception is untouched
+    error = db_spans(trace)[-1].get("error")
+    assert error.startswith("UniqueViolation: duplicate key value violates unique constraint")
+    assert ("alice@example.com" in error) is keep
+
+
 def test_failed_connect_recorded(trace: Trace) -> None:
     install("psycopg")
     with pytest.raises(psycopg.OperationalError):
