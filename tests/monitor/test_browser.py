@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -170,3 +171,47 @@ def test_the_wsgi_endpoint_refuses_oversized_bodies(fresh_runtime: Runtime) -> N
 async def test_beacons_are_off_unless_browser_timing_is_on(fresh_runtime: Runtime) -> None:
     mon = Monitor(runtime=fresh_runtime, background=False)
     assert not mon.owns("/_lagless/beacon")
+
+
+async def test_the_snippet_is_injected_into_html_pages_only(fresh_runtime: Runtime) -> None:
+    fresh_runtime.configure(browser_timing=True)
+    mon = Monitor(runtime=fresh_runtime, background=False)
+    seen: list[Any] = []
+
+    async def site(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(scope["headers"]))
+        if scope["path"] == "/page":
+            ctype, body, extra = (
+                b"text/html; charset=utf-8",
+                [b"<html><HEAD><title>t</title>", b"</head><body>x</body></html>"],
+                [],
+            )
+        elif scope["path"] == "/zipped":
+            ctype, body = b"text/html", [gzip.compress(b"<html></html>")]
+            extra = [(b"content-encoding", b"gzip")]
+        else:
+            ctype, body, extra = b"application/json", [b"{}"], []
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", ctype), *extra],
+            }
+        )
+        for i, chunk in enumerate(body):
+            await send(
+                {"type": "http.response.body", "body": chunk, "more_body": i < len(body) - 1}
+            )
+
+    app = MonitorMiddleware(site, monitor=mon, inject_snippet=True)
+    html = {"accept": "text/html,*/*", "accept-encoding": "gzip, br"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        page = await c.get("/page", headers=html)
+        api = await c.get("/api", headers={"accept": "application/json", "accept-encoding": "gzip"})
+        zipped = await c.get("/zipped", headers={"accept": "text/html"})
+    tag = b'<script src="/_lagless/beacon.js" defer></script>'
+    assert page.content == b"<html><HEAD><title>t</title>" + tag + b"</head><body>x</body></html>"
+    assert int(page.headers["content-length"]) == len(page.content)
+    assert b"accept-encoding" not in seen[0]  # the page is asked for uncompressed
+    assert api.content == b"{}" and seen[1][b"accept-encoding"] == b"gzip"
+    assert zipped.content == b"<html></html>"  # encoded: passed through untouched

@@ -34,6 +34,11 @@ def register(sub: Any) -> None:
         metavar="URL",
         help="a database URL (postgresql://user@host/db); default: an embedded SQLite file",
     )
+    serve.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="serve without /metrics, the dashboard and browser timing",
+    )
     serve.set_defaults(func=run_serve)
     p.set_defaults(func=lambda args: _usage(p))
 
@@ -51,6 +56,22 @@ def build_app(mode: str, db_url: str | None) -> Any:
     return lagless.instrument(create_app(mode, db_url=db_url))
 
 
+def build_monitored_app(mode: str, db_url: str | None, *, token: str) -> Any:
+    """The example with lagless's monitoring on (docs/monitoring.md): ``/metrics``, the
+    dashboard at ``/_lagless/`` behind ``token``, browser timing with the snippet injected into
+    the page, and on-demand profiling with the same token."""
+    from lagless.monitor import MonitorMiddleware, start
+
+    mon = start(
+        metrics=True,
+        dashboard=True,
+        dashboard_token=token,
+        browser_timing=True,
+        profile_token=token,
+    )
+    return MonitorMiddleware(build_app(mode, db_url), monitor=mon, inject_snippet=True)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -58,7 +79,19 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LaglessError(
             "serving the example needs uvicorn: pip install 'lagless[example]'"
         ) from None
-    app = build_app(args.mode, args.db)
-    print(f"lagless example ({args.mode}) on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
+    base = f"http://{args.host}:{args.port}"
+    if args.no_monitor:
+        app = build_app(args.mode, args.db)
+    else:
+        import os
+        import secrets
+
+        token = os.environ.get("LAGLESS_DASHBOARD_TOKEN") or secrets.token_urlsafe(18)
+        app = build_monitored_app(args.mode, args.db, token=token)
+    print(f"lagless example ({args.mode}) on {base}/  (Ctrl-C stops it)")
+    if not args.no_monitor:
+        print(f"  dashboard: {base}/_lagless/?token={token}")
+        print(f"  metrics:   {base}/metrics")
+        print(f"  profile:   curl -H 'X-Lagless-Profile: {token}' {base}/api/books > profile.html")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -88,11 +88,23 @@ class MonitorMiddleware:
 
     Put it outside lagless's tracing middleware (as above) so scrapes are not traced at all;
     inside works too (its requests are then left out of the statistics).
+
+    ``inject_snippet=True`` (with ``browser_timing`` on) adds the browser-timing ``<script>`` to
+    the app's HTML pages, so no template has to change: for a request that accepts
+    ``text/html`` the page is asked for uncompressed and the tag goes in before ``</head>``.
     """
 
-    def __init__(self, app: ASGIApp, *, monitor: Monitor | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, monitor: Monitor | None = None, inject_snippet: bool = False
+    ) -> None:
         self.app = app
         self.monitor = monitor or get_monitor() or start()
+        beacon = self.monitor.beacon_path
+        self.snippet: bytes | None = (
+            f'<script src="{beacon}.js" defer></script>'.encode()
+            if inject_snippet and beacon is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +129,11 @@ class MonitorMiddleware:
             if flag is not None:
                 await self._profile(scope, receive, send, *flag)
                 return
+        if self.snippet is not None and scope.get("method") == "GET" and _wants_html(scope):
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
+            injector = _SnippetInjector(send, self.snippet)
+            await self.app({**scope, "headers": headers}, receive, injector.send)
+            return
         await self.app(scope, receive, send)
 
     async def _profile(
@@ -157,6 +174,72 @@ class MonitorMiddleware:
         finally:
             gate.release()
         await _send(send, response)
+
+
+def _wants_html(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"accept":
+            return b"text/html" in value
+    return False
+
+
+class _SnippetInjector:
+    """Buffers an uncompressed HTML response (up to :data:`_MAX_HTML` bytes) and puts the
+    snippet before ``</head>`` (else ``</body>``, else at the end); anything else streams
+    through untouched."""
+
+    def __init__(self, send: Send, snippet: bytes) -> None:
+        self._send = send
+        self.snippet = snippet
+        self.start: dict[str, Any] | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.passthrough = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.passthrough:
+            await self._send(message)
+            return
+        mtype = message["type"]
+        if mtype == "http.response.start":
+            headers = message.get("headers") or []
+            ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            encoded = any(k.lower() == b"content-encoding" for k, _ in headers)
+            if not ctype.startswith(b"text/html") or encoded:
+                self.passthrough = True
+                await self._send(message)
+                return
+            self.start = message
+            return
+        if mtype != "http.response.body" or self.start is None:
+            await self._send(message)
+            return
+        body = message.get("body", b"")
+        self.chunks.append(body)
+        self.size += len(body)
+        more = message.get("more_body", False)
+        if more and self.size <= _MAX_HTML:
+            return
+        if more:  # too big to hold: send what we have, unchanged, and stream the rest
+            self.passthrough = True
+            await self._send(self.start)
+            await self._send({**message, "body": b"".join(self.chunks)})
+            return
+        html = b"".join(self.chunks)
+        lower = html.lower()
+        at = lower.rfind(b"</head>")
+        if at < 0:
+            at = lower.rfind(b"</body>")
+        html = html + self.snippet if at < 0 else html[:at] + self.snippet + html[at:]
+        headers = [
+            (k, v) for k, v in self.start.get("headers") or [] if k.lower() != b"content-length"
+        ]
+        headers.append((b"content-length", str(len(html)).encode()))
+        await self._send({**self.start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": html})
+
+
+_MAX_HTML = 2 * 1024 * 1024
 
 
 class MetricsApp:
