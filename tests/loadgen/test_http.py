@@ -87,7 +87,7 @@ def ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
 
 
 async def test_content_length_and_keep_alive(canned) -> None:
-    server, url = await canned(lambda req, n: ok(b"x" * n, b"ETag: \"v1\"\r\n"))
+    server, url = await canned(lambda req, n: ok(b"x" * n, b'ETag: "v1"\r\n'))
     pool = HttpPool(url)
     for n in (1, 2, 3):
         status, nbytes, headers, body, error, sent_at = await fetch(pool)
@@ -207,7 +207,9 @@ async def test_close_reports_unfinished_requests(canned) -> None:
 
 def test_encode_request() -> None:
     raw = encode_request("GET", "/a?b=1", "h:1", (("Accept", "x"),))
-    assert raw == b"GET /a?b=1 HTTP/1.1\r\nHost: h:1\r\nAccept: x\r\nUser-Agent: lagless-bench\r\n\r\n"
+    assert (
+        raw == b"GET /a?b=1 HTTP/1.1\r\nHost: h:1\r\nAccept: x\r\nUser-Agent: lagless-bench\r\n\r\n"
+    )
     with pytest.raises(LaglessError, match="line break"):
         encode_request("GET", "/", "h", (("X", "a\r\nEvil: 1"),))
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from lagless.errors import LaglessError
@@ -17,7 +19,7 @@ def test_constant_rate_is_evenly_spaced() -> None:
     times = list(arrivals(constant(100, 2)))
     assert len(times) == 200
     assert times[0] == 0.0
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert gaps == {0.01}
 
 

@@ -24,7 +24,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from lagless._histogram import ExpHistogram
@@ -156,6 +156,7 @@ class Runner:
         target: str = "",
         clock: Clock = time.perf_counter,
         cpu_clock: Clock = time.thread_time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         progress: ProgressHook | None = None,
     ) -> None:
         if not plan:
@@ -165,6 +166,7 @@ class Runner:
         self.options = options
         self.clock = clock
         self.cpu_clock = cpu_clock
+        self.sleep = sleep
         self.progress = progress
         self.routes: list[_Route] = []
         for spec in plan:
@@ -351,7 +353,7 @@ class Runner:
             now = clock()
             if now < due:
                 streak = 0
-                await asyncio.sleep(due - now)
+                await self.sleep(due - now)
                 now = clock()
             else:
                 streak += 1
