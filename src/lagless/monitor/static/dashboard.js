@@ -10,6 +10,7 @@ const LAYER_NAMES = {
   mw: "middleware", app: "app code", network: "network + browser", server: "server",
 };
 const REFRESH_MS = 2000;
+const BAR_W = 200;
 let paused = false;
 let selectedRoute = null;
 let selectedSample = null;
@@ -60,7 +61,7 @@ function speedClass(ms) {
 }
 
 function sparkline(series) {
-  const w = 120, h = 26;
+  const w = 90, h = 24;
   const max = Math.max(1, ...series);
   const step = w / Math.max(1, series.length - 1);
   const pts = series.map((v, i) => `${(i * step).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`);
@@ -112,9 +113,13 @@ function renderRoutes(data) {
     const key = `${r.method} ${r.route}`;
     const routeCell = el("td", { class: "left" },
       el("span", { class: "method" }, r.method), el("span", { class: "route" }, r.route));
-    for (const code of r.findings) routeCell.append(el("span", { class: "tag", title: "finding" }, code));
+    if (r.findings.length) {
+      const tags = el("div", { class: "tags" });
+      for (const code of r.findings) tags.append(el("span", { class: "tag", title: "finding" }, code));
+      routeCell.append(tags);
+    }
     const parts = LAYERS.map((l) => [l, r.layers[l] || 0]);
-    const layerCell = el("td", { class: "left bar-cell" }, stackedBar(parts, widest, 240),
+    const layerCell = el("td", { class: "left bar-cell" }, stackedBar(parts, widest, BAR_W),
       el("div", { class: "bar-label" },
         parts.filter(([, ms]) => ms >= 0.05).map(([l, ms]) => `${l} ${fmtMs(ms)}`).join(" · ")));
     let browserCell;
@@ -123,9 +128,10 @@ function renderRoutes(data) {
       const server = b.server_p50_ms || 0;
       const network = b.network_p50_ms || Math.max(0, (b.p50_ms || 0) - server);
       browserCell = el("td", { class: "left bar-cell" },
-        stackedBar([["server", server], ["network", network]], widest, 240),
+        stackedBar([["server", server], ["network", network]], widest, BAR_W),
         el("div", { class: "bar-label" },
-          `client ${fmtMs(b.p50_ms)} · server ${fmtMs(b.server_p50_ms)} · network ${fmtMs(network)} (p50, ${b.count} calls)`));
+          `client ${fmtMs(b.p50_ms)} · server ${fmtMs(b.server_p50_ms)} · network ${fmtMs(network)}`),
+        el("div", { class: "bar-label" }, `p50 of ${b.count} call${b.count === 1 ? "" : "s"} from browsers`));
     } else {
       browserCell = el("td", { class: "left muted" }, "no browser data");
     }
@@ -166,7 +172,7 @@ function renderSlow(data) {
   if (selectedSample && !samples.some((s) => s.id === selectedSample)) selectedSample = null;
   if (!selectedSample && samples.length) selectedSample = samples[0].id;
   for (const s of samples) {
-    const when = new Date(s.time * 1000).toLocaleTimeString();
+    const when = new Date(s.time * 1000).toLocaleTimeString([], { hour12: false });
     const item = el("li", {},
       el("span", { class: "muted" }, when),
       el("span", {}, el("span", { class: "method" }, s.method), el("span", { class: "route" }, s.route)),
@@ -186,7 +192,7 @@ function drawWaterfall(sample) {
   const maxRows = 40;
   const spans = sample.spans.slice(0, maxRows);
   const total = Math.max(sample.duration_ms, 0.001);
-  const width = 760, labelW = 250, rowH = 18, top = 22;
+  const width = 760, labelW = 270, rowH = 18, top = 22;
   const plotW = width - labelW - 60;
   const height = top + (spans.length + 1) * rowH + 6;
   const node = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" });
@@ -203,8 +209,9 @@ function drawWaterfall(sample) {
   rows.forEach((s, i) => {
     const y = top + i * rowH;
     const label = svg("text", { x: 0, y: y + 12 });
-    const name = s.name.length > 38 ? `${s.name.slice(0, 37)}…` : s.name;
-    label.textContent = i === 0 ? name : `${s.kind} · ${name}`;
+    const text = i === 0 ? s.name : `${s.kind} · ${s.name}`;
+    const name = text.length > 42 ? `${text.slice(0, 41)}…` : text;
+    label.textContent = name;
     const full = svg("title", {});
     full.textContent = s.name;
     label.append(full);
@@ -252,7 +259,8 @@ async function refresh() {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       last = await response.json();
       render(last);
-      document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      document.getElementById("updated").textContent =
+        `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
     } catch (err) {
       document.getElementById("updated").textContent = `refresh failed: ${err.message}`;
     }
