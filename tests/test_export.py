@@ -97,3 +97,16 @@ def test_export_recent(tmp_path: Path, fresh_runtime: Runtime) -> None:
     out = tmp_path / "recent.json"
     assert lagless.export_traces(out) == 1
     assert json.loads(out.read_text())["format"] == "lagless-traces"
+
+
+def test_path_and_request_error_are_folded_unless_record_params() -> None:
+    t = _trace()
+    t.path = "/reset/8f3a9c2e4b1d7f6a/users/12345"
+    t.attrs["error"] = "IntegrityError: duplicate 'alice@example.com'\n[parameters: ('x',)]"
+    data = trace_to_dict(t)
+    assert "12345" not in data["path"]
+    assert "8f3a9c2e4b1d7f6a" not in data["path"]
+    assert data["attrs"]["error"] == "IntegrityError: duplicate ?"
+    kept = trace_to_dict(t, record_params=True)
+    assert kept["path"] == t.path
+    assert "alice@example.com" in kept["attrs"]["error"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lagless._sql import redact
+from lagless.integrations._clients import fold
 from lagless._trace import Span, Trace
 
 FORMAT = "lagless-traces"
@@ -94,10 +95,20 @@ def trace_to_dict(trace: Trace, *, record_params: bool = False) -> dict[str, Any
     req = trace.request_headers
     resp = trace.response_headers
     flags = {flag: True for name, flag in _SENSITIVE_FLAGS.items() if name in req or name in resp}
+    attrs = {**trace.attrs, **flags}
+    path = trace.path
+    if not record_params:
+        # Paths carry ids and tokens (/reset/8f3a...), and an exception's message may quote
+        # the values it failed on (SQLAlchemy appends "[parameters: ...]"): both are folded
+        # the way recorded SQL is, unless the user chose to keep values.
+        path = fold(path)
+        error = attrs.get("error")
+        if isinstance(error, str):
+            attrs["error"] = redact(error.split("\n", 1)[0]).rstrip()
     return {
         "id": trace.id,
         "method": trace.method,
-        "path": trace.path,
+        "path": path,
         "route": trace.route,
         "status": trace.status,
         "start_time": trace.start_time,
@@ -105,7 +116,7 @@ def trace_to_dict(trace: Trace, *, record_params: bool = False) -> dict[str, Any
         "response_bytes": trace.response_bytes,
         "request_headers": {k: v for k, v in req.items() if k in EXPORTED_REQUEST_HEADERS},
         "response_headers": {k: v for k, v in resp.items() if k in EXPORTED_RESPONSE_HEADERS},
-        "attrs": _jsonable({**trace.attrs, **flags}),
+        "attrs": _jsonable(attrs),
         "spans": [span_to_dict(trace, s, record_params=record_params) for s in trace.spans],
     }
 
