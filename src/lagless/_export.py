@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from lagless._sql import redact
-from lagless.integrations._clients import fold
 from lagless._trace import Span, Trace
+from lagless.integrations._clients import fold
 
 FORMAT = "lagless-traces"
 VERSION = 1
