@@ -1,29 +1,39 @@
-"""The TUNED shop: the same endpoints with each planted problem fixed by ordinary practice.
+"""The TUNED shop: the same endpoints with each planted problem fixed, using lagless's parts.
 
 The fix for each naive problem, in the order of ``_naive.py``:
 
-- slow middleware: gone (rate limiting belongs in the proxy); GZip (pure ASGI) instead;
-- static files: content-hashed names served with ``Cache-Control: immutable`` for a year;
+- slow middleware: gone (rate limiting belongs in the proxy);
+- static files: built by :func:`lagless.payload.build_static` (content-hashed names,
+  precompressed ``.br``/``.zst``/``.gz`` siblings, a manifest the page resolves names through)
+  and served by :class:`lagless.payload.StaticApp` with ``Cache-Control: immutable`` for a year;
 - ``/api/books``: keyset pagination (``LIMIT``), only the listed columns (``load_only``), the
-  authors in one extra query (``selectinload``), ``ETag`` + ``Cache-Control`` and 304s;
-- ``/api/books/by-isbn``: an index on ``books.isbn`` (see ``TUNED_INDEXES``);
+  authors in one extra query (``selectinload``), ``?fields=`` sparse fieldsets, and lagless's
+  response cache;
+- ``/api/books/by-isbn/{isbn}``: an index on ``books.isbn`` (see ``TUNED_INDEXES``), and an ETag
+  from the row's ``updated_at`` so a revalidation is answered 304 without building the body;
 - ``/api/books/{id}``: the author joined in once, the two independent queries run together with
   ``asyncio.gather`` on their own pooled sessions;
 - ``/api/reviews/recent``: ``selectinload(Review.book)`` and an index on ``created_at``;
-- ``/api/stats``: the async engine, cached for 30 s with ``lagless.cache.cached``.
+- ``/api/stats``: the async engine, behind a stampede-safe ``lagless.cache.cached``.
 
-lagless's own parts do the HTTP work: ``lagless.cache.asgi.ConditionalMiddleware`` adds strong
-ETags and answers 304s, ``lagless.payload.CompressionMiddleware`` negotiates gzip/brotli/zstd.
+Every body goes out through :class:`lagless.payload.FastResponse` (msgspec; MessagePack when
+``Accept`` prefers it; ``Vary: Accept``; a ``serialize`` span) and
+:class:`lagless.payload.CompressionMiddleware` (zstd, brotli or gzip). The caching rules for
+every route are declared in one table, :func:`policies`, and applied by
+:class:`lagless.cache.ResponseCacheMiddleware` (Cache-Control, strong ETags, 304s, ``Age`` and
+``Cache-Status``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import datetime as dt
+from collections.abc import Awaitable, Callable, MutableMapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
@@ -31,41 +41,47 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
 import lagless
-from lagless.cache import cached
-from lagless.cache.asgi import ConditionalMiddleware
+from lagless.cache import (
+    Cache,
+    CachePolicies,
+    CachePolicy,
+    MemoryBackend,
+    RequestInfo,
+    ResponseCacheMiddleware,
+    cached,
+)
+from lagless.example._assets import build_assets, render_page
 from lagless.example._db import Database
 from lagless.example._models import Author, Book, Review
-from lagless.example._seed import isbn_for
-from lagless.payload import CompressionMiddleware
+from lagless.example._seed import cache_dir, isbn_for
+from lagless.payload import (
+    CompressionMiddleware,
+    FastResponse,
+    FieldsError,
+    Manifest,
+    StaticApp,
+    apply_fields,
+    negotiate_media_type,
+    parse_fields,
+)
 
 ISBN_EXAMPLE = isbn_for(42)
-_IMMUTABLE = "public, max-age=31536000, immutable"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def _cached_json(request: Request, payload: Any, *, max_age: int) -> Response:
-    """JSON that clients and shared caches may keep for ``max_age`` seconds. The ETag and the
-    304 answers come from lagless's ``ConditionalMiddleware`` (RFC 9110 §13)."""
-    with lagless.span("json.dumps", kind="serialize"):
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    return Response(
-        body, media_type="application/json", headers={"Cache-Control": f"public, max-age={max_age}"}
-    )
+class BookItem(msgspec.Struct):
+    """One row of the book list. A declared schema lets ``?fields=`` be checked against it
+    (a clear 400 for a typo, even on an empty page) and lets msgspec encode it in C."""
 
-
-def _fingerprint(static_dir: Path) -> tuple[dict[str, str], dict[str, tuple[bytes, str]]]:
-    """Map each asset to a content-hashed name, and the hashed names to their bytes."""
-    names: dict[str, str] = {}
-    files: dict[str, tuple[bytes, str]] = {}
-    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-    for path in sorted(static_dir.iterdir()):
-        if path.suffix not in types:
-            continue
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()[:10]
-        hashed = f"{path.stem}.{digest}{path.suffix}"
-        names[path.name] = hashed
-        files[hashed] = (data, types[path.suffix])
-    return names, files
+    id: int
+    title: str
+    genre: str
+    price: Decimal
+    published: dt.date
+    author: str
 
 
 _LIST_COLUMNS = (Book.id, Book.title, Book.author_id, Book.genre, Book.price, Book.published)
@@ -80,35 +96,104 @@ _DETAIL_COLUMNS = (
 )
 
 
+def _format(headers: Any) -> str:
+    """The representation ``FastResponse`` will pick for these request headers."""
+    media = negotiate_media_type(headers.get("accept"), ("application/json", "application/msgpack"))
+    return "msgpack" if media == "application/msgpack" else "json"
+
+
+def policies(db: Database, cache: Cache) -> CachePolicies:
+    """Every route's caching rules, in one place (docs/caching.md)."""
+
+    # The row version stands for the whole by-ISBN body (id, title and price all live in the
+    # row), so a revalidation costs a version lookup and no query of the body, no encoding.
+    # Versions are kept 5 s: far less than the 300 s clients may already keep the body.
+    @cached(ttl=5, key="example:isbn-version:{isbn}", cache=cache)
+    async def isbn_version(isbn: str) -> str | None:
+        async with db.sessions() as session:
+            row = (
+                await session.execute(select(Book.id, Book.updated_at).where(Book.isbn == isbn))
+            ).first()
+        return None if row is None else f"book{row.id}-{row.updated_at:%Y%m%d%H%M%S}"
+
+    async def isbn_etag(info: RequestInfo) -> str | None:
+        version = await isbn_version(info.params["isbn"])
+        if version is None:
+            return None  # no such book: the handler answers (404)
+        # JSON and MessagePack bodies must not share a strong ETag (RFC 9110 §8.8.3).
+        return f"{version}-{_format(info.headers)}"
+
+    return CachePolicies(
+        {
+            # The page names its assets by content hash; revalidate it on every visit so a
+            # deploy's new names are picked up at once (a 304 from its strong ETag otherwise).
+            "GET /": CachePolicy(no_cache=True),
+            "GET /api/books": CachePolicy(max_age=60, stale_while_revalidate=60),
+            "GET /api/books/by-isbn/{isbn}": CachePolicy(max_age=300, etag=isbn_etag, store=False),
+            "GET /api/books/{book_id}": CachePolicy(max_age=60, stale_while_revalidate=60),
+            "GET /api/reviews/recent": CachePolicy(max_age=15),
+            # Computed by a @cached function; a second copy in the response cache would only
+            # add a second expiry to reason about.
+            "GET /api/stats": CachePolicy(max_age=300, store=False),
+        }
+    )
+
+
+class RoutedResponseCache(ResponseCacheMiddleware):
+    """lagless's response cache that also names the route of each request it sees.
+
+    A cache hit or a 304 from a validator is answered before FastAPI's router runs, so the
+    instrumentation would find no route in the scope and file the request under
+    ``<unmatched>``; the policy pattern that matched is the route template (the table in
+    :func:`policies` spells them as the router does). The static mount is named the way the
+    Starlette integration names mounts, ``/static/{path}``.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            trace = lagless.current_trace()
+            if trace is not None and trace.route is None:
+                path: str = scope["path"]
+                match = self.policies.match(scope["method"], path)
+                if match is not None:
+                    trace.route = match.pattern.partition(" ")[2]
+                elif path.startswith("/static/"):
+                    trace.route = "/static/{path}"
+        await super().__call__(scope, receive, send)
+
+
 def build(app: FastAPI, db: Database, static_dir: Path) -> None:
-    # Added last = outermost: compression wraps the conditional layer, so ETags are computed
-    # on the identity body and weakened when compressed (RFC 9110 §8.8.1).
-    app.add_middleware(ConditionalMiddleware)
-    app.add_middleware(CompressionMiddleware, minimum_size=500)
-    names, files = _fingerprint(static_dir)
-    page = (static_dir / "index.html").read_text(encoding="utf-8")
-    for plain, hashed in names.items():
-        page = page.replace(f"/static/{plain}", f"/static/{hashed}")
-    page_bytes = page.encode()
+    # Added last = outermost: compression wraps the response cache, which therefore stores
+    # identity bodies and hashes its ETags from them; compressing weakens them (RFC 9110 §8.8.3).
+    # One function cache per app: two example apps in one process (SQLite and PostgreSQL)
+    # never share an entry.
+    function_cache = Cache(backend=MemoryBackend(max_entries=10_000))
+    app.add_middleware(
+        RoutedResponseCache, policies=policies(db, function_cache), backend=MemoryBackend()
+    )
+    app.add_middleware(CompressionMiddleware)
+    built = build_assets(static_dir, cache_dir())
+    manifest = Manifest.load(built, base_url="/static/")
+    page = render_page(static_dir, manifest)
+    app.mount("/static", StaticApp(built), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
-        return Response(page_bytes, media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> Response:
-        found = files.get(name)
-        if found is None:
-            raise HTTPException(404, "no such asset")
-        data, media_type = found
-        return Response(data, media_type=media_type, headers={"Cache-Control": _IMMUTABLE})
+        return Response(page, media_type="text/html")
 
     @app.get("/api/books")
     async def list_books(
         request: Request,
         limit: int = Query(20, ge=1, le=100),
         after: int = Query(0, ge=0, description="keyset cursor: the last id of the previous page"),
+        fields: str | None = Query(
+            None, description="sparse fieldset, e.g. id,title (default: every field)"
+        ),
     ) -> Response:
+        try:
+            wanted = parse_fields(fields)
+        except FieldsError as exc:
+            return FastResponse(exc.detail, 400, request=request)
         async with db.sessions() as session:
             books = (
                 (
@@ -127,18 +212,14 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
                 .all()
             )
         items = [
-            {
-                "id": b.id,
-                "title": b.title,
-                "genre": b.genre,
-                "price": str(b.price),
-                "published": b.published.isoformat(),
-                "author": b.author.name,
-            }
-            for b in books
+            BookItem(b.id, b.title, b.genre, b.price, b.published, b.author.name) for b in books
         ]
-        cursor = items[-1]["id"] if len(items) == limit else None
-        return _cached_json(request, {"items": items, "next": cursor}, max_age=60)
+        try:
+            trimmed = apply_fields(items, wanted, model=list[BookItem])
+        except FieldsError as exc:
+            return FastResponse(exc.detail, 400, request=request)
+        cursor = books[-1].id if len(books) == limit else None
+        return FastResponse({"items": trimmed, "next": cursor}, request=request)
 
     @app.get("/api/books/by-isbn/{isbn}")
     async def book_by_isbn(
@@ -147,15 +228,20 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
         async with db.sessions() as session:
             book = (
                 await session.execute(
-                    select(Book).options(load_only(*_LIST_COLUMNS)).where(Book.isbn == isbn)
+                    select(Book)
+                    .options(load_only(*_LIST_COLUMNS, Book.updated_at))
+                    .where(Book.isbn == isbn)
                 )
             ).scalar()
         if book is None:
             raise HTTPException(404, "no such book")
-        return _cached_json(
-            request,
-            {"id": book.id, "title": book.title, "price": str(book.price)},
-            max_age=300,
+        # The ETag comes from the policy's validator; Last-Modified serves clients that
+        # revalidate by date only (RFC 9110 §13.1.3).
+        modified = book.updated_at.replace(tzinfo=dt.UTC)
+        return FastResponse(
+            {"id": book.id, "title": book.title, "price": book.price},
+            request=request,
+            headers={"Last-Modified": _http_date(modified)},
         )
 
     async def _summary(book_id: int) -> tuple[int, float | None]:
@@ -196,15 +282,14 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
             _summary(book_id), _related(book.author_id, book_id)
         )
         author = book.author
-        return _cached_json(
-            request,
+        return FastResponse(
             {
                 "id": book.id,
                 "title": book.title,
                 "isbn": book.isbn,
                 "genre": book.genre,
-                "price": str(book.price),
-                "published": book.published.isoformat(),
+                "price": book.price,
+                "published": book.published,
                 "pages": book.pages,
                 "cover_url": book.cover_url,
                 "description": book.description,
@@ -215,7 +300,7 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
                 "reviews": {"count": summary[0], "average": summary[1]},
                 "related": related,
             },
-            max_age=60,
+            request=request,
         )
 
     @app.get("/api/reviews/recent")
@@ -243,9 +328,18 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
             }
             for r in reviews
         ]
-        return _cached_json(request, out, max_age=15)
+        return FastResponse(out, request=request)
 
-    @cached(ttl=30, key="example:stats")
+    # Four counts over the whole catalogue change slowly: computed at most once per 30 s, by
+    # one caller when many miss at once (single-flight), served stale for a minute while one
+    # background refresh runs, and kept for an hour if the database errors.
+    @cached(
+        ttl=30,
+        key="example:stats",
+        stale_while_revalidate=60,
+        stale_if_error=3600,
+        cache=function_cache,
+    )
     async def load_stats() -> dict[str, Any]:
         async with db.sessions() as session:
             row = (
@@ -265,7 +359,15 @@ def build(app: FastAPI, db: Database, static_dir: Path) -> None:
             "average_rating": round(float(row[3]), 3),
         }
 
+    app.state.load_stats = load_stats
+
     @app.get("/api/stats")
     async def stats(request: Request) -> Response:
-        # Four counts over the whole catalogue change slowly: computed once per 30 s.
-        return _cached_json(request, await load_stats(), max_age=300)
+        return FastResponse(await load_stats(), request=request)
+
+
+def _http_date(when: dt.datetime) -> str:
+    """An IMF-fixdate (RFC 9110 §5.6.7)."""
+    from email.utils import format_datetime
+
+    return format_datetime(when, usegmt=True)

@@ -8,13 +8,23 @@ function timing(response) {
   return total ? `${Number(total[1]).toFixed(1)} ms on the server` : "";
 }
 
-async function getJSON(url, label) {
+// The tuned page loads lagless-msgpack.js first: it then asks for MessagePack (smaller and
+// cheaper to encode than JSON) and decodes whichever format the server chose. The naive page
+// does not load it and asks for JSON.
+const codec = globalThis.laglessMsgpack;
+
+async function getPayload(url, label) {
   const started = performance.now();
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
-  const body = await response.json();
+  const accept = codec ? codec.ACCEPT : "application/json";
+  const response = await fetch(url, { headers: { Accept: accept } });
+  const type = (response.headers.get("content-type") || "").split(";")[0].trim();
+  const body = codec && (type === "application/msgpack" || type === "application/x-msgpack")
+    ? codec.decode(await response.arrayBuffer())
+    : await response.json();
   const el = document.getElementById(label);
   if (el) {
-    el.textContent = `${(performance.now() - started).toFixed(0)} ms · ${timing(response)}`;
+    const format = type.endsWith("msgpack") ? "MessagePack" : "JSON";
+    el.textContent = `${(performance.now() - started).toFixed(0)} ms · ${format} · ${timing(response)}`;
   }
   return body;
 }
@@ -30,7 +40,7 @@ function li(text, onClick) {
 }
 
 async function showBook(id) {
-  const book = await getJSON(`/api/books/${id}`, "book-time");
+  const book = await getPayload(`/api/books/${id}`, "book-time");
   const article = document.getElementById("book");
   article.replaceChildren();
   const title = document.createElement("h3");
@@ -45,7 +55,7 @@ async function showBook(id) {
 let cursor = 0;
 
 async function loadBooks() {
-  const data = await getJSON(`/api/books?limit=20&after=${cursor}`, "books-time");
+  const data = await getPayload(`/api/books?limit=20&after=${cursor}`, "books-time");
   // The naive API returns every book as a bare list; the tuned one pages.
   const items = Array.isArray(data) ? data.slice(0, 20) : data.items;
   const list = document.getElementById("books");
@@ -59,12 +69,12 @@ async function loadBooks() {
 
 async function main() {
   document.getElementById("more").addEventListener("click", loadBooks);
-  const stats = await getJSON("/api/stats", null);
+  const stats = await getPayload("/api/stats", null);
   document.getElementById("stats").textContent =
     `${stats.books} books by ${stats.authors} authors, ${stats.reviews} reviews ` +
     `(average ${stats.average_rating}★)`;
   await loadBooks();
-  const reviews = await getJSON("/api/reviews/recent", "reviews-time");
+  const reviews = await getPayload("/api/reviews/recent", "reviews-time");
   const list = document.getElementById("reviews");
   for (const review of reviews.slice(0, 10)) {
     list.append(li(`${"★".repeat(review.rating)} ${review.book.title}: ${review.body}`,
