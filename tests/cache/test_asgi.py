@@ -304,7 +304,7 @@ def test_request_no_cache_goes_to_origin(client: Any) -> None:
 def test_large_streams_pass_through_unstored(client: Any) -> None:
     first = client.get("/stream")
     assert first.text == "x" * 400
-    assert first.headers["cache-status"] == "lagless; fwd=uri-miss; detail=too-large"
+    assert first.headers["cache-status"] == "lagless; fwd=uri-miss; detail=streamed"
     assert "etag" not in first.headers
     client.get("/stream")
     assert calls["stream"] == 2
@@ -430,3 +430,42 @@ def test_fastapi_with_cached_function_and_spans() -> None:
     cache_spans = [s for t in traces for s in t.spans if s.kind == "cache"]
     assert [s.get("hit") for s in cache_spans if s.name == "GET"] == [False, True]
     assert {s.get("key") for s in cache_spans} == {"user:{uid}"}
+
+
+@pytest.mark.parametrize("streamed_by", ["conditional", "response-cache"])
+async def test_streams_are_not_held_back(streamed_by: str) -> None:
+    """An endless stream (server-sent events) must reach the client chunk by chunk: the app
+    below sends its second chunk only after the client has received the first."""
+    first_seen = asyncio.Event()
+
+    async def events(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await first_seen.wait()
+        await send({"type": "http.response.body", "body": b"data: 2\n\n", "more_body": False})
+
+    policies = CachePolicies({"/events": CachePolicy(max_age=60)})
+    app = (
+        ConditionalMiddleware(events, policies=policies)
+        if streamed_by == "conditional"
+        else ResponseCacheMiddleware(events, policies=policies)
+    )
+    scope = {"type": "http", "method": "GET", "path": "/events", "headers": [], "query_string": b""}
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            first_seen.set()
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)  # a hang guard, not a timing
+    assert bodies == [b"data: 1\n\n", b"data: 2\n\n"]

@@ -277,3 +277,26 @@ def test_async_wrapper_stays_a_coroutine_function(cache: Cache) -> None:
 
     assert inspect.iscoroutinefunction(f)
     assert f.__name__ == "f"
+
+
+async def test_a_cancelled_leader_does_not_fail_the_waiters(cache: Cache) -> None:
+    gate = asyncio.Event()
+    calls = 0
+
+    @cached(ttl=30, key="k", cache=cache)
+    async def slow() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "value"
+
+    leader = asyncio.ensure_future(slow())
+    await asyncio.sleep(0)  # the leader is inside the origin call
+    waiters = [asyncio.ensure_future(slow()) for _ in range(10)]
+    await asyncio.sleep(0)
+    leader.cancel()  # its client disconnected
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiters) == ["value"] * 10
+    assert leader.cancelled()
+    assert calls == 2  # one waiter took over as leader; none failed

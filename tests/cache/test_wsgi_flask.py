@@ -190,7 +190,7 @@ def test_single_flight_across_threads(client: Any) -> None:
 def test_large_bodies_stream_unstored(client: Any) -> None:
     first = client.get("/big")
     assert first.data == b"y" * 500
-    assert first.headers["Cache-Status"] == "lagless; fwd=uri-miss; detail=too-large"
+    assert first.headers["Cache-Status"] == "lagless; fwd=uri-miss; detail=streamed"
     client.get("/big")
     assert calls["big"] == 2
 
@@ -211,7 +211,7 @@ def legacy_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """An old-style WSGI app writing through write() and yielding the rest."""
     write = start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
     write(b"written ")
-    return iter([b"and ", b"yielded"])
+    return [b"and ", b"yielded"]
 
 
 def test_bare_wsgi_conditional_middleware_with_write() -> None:
@@ -237,3 +237,24 @@ def test_wsgi_response_cache_add_date_option() -> None:
     assert "Date" in first.headers and second.headers["Cache-Status"].startswith("lagless; hit")
     assert second.get_data() == b"written and yielded"
     lint(second, "GET", "/x")
+
+
+def generator_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """start_response called on the first step of the generator (PEP 3333 allows it)."""
+    length = environ.get("QUERY_STRING") == "sized"
+    headers = [("Content-Type", "text/plain; charset=utf-8")]
+    if length:
+        headers.append(("Content-Length", "10"))
+    start_response("200 OK", headers)
+    yield b"chunk1"
+    yield b"tail"
+
+
+def test_generators_stream_unless_their_length_is_declared() -> None:
+    client = Client(ServerDate(ConditionalWSGIMiddleware(generator_app)))
+    streamed = client.get("/g")
+    assert streamed.get_data() == b"chunk1tail" and "ETag" not in streamed.headers
+    lint(streamed, "GET", "/g")
+    sized = client.get("/g?sized")
+    assert sized.get_data() == b"chunk1tail" and sized.headers["ETag"].startswith('"')
+    lint(sized, "GET", "/g?sized")

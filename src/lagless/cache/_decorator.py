@@ -343,14 +343,24 @@ class CachedFunction:
         loop = asyncio.get_running_loop()
         flight = self._ainflight.get(key)
         if flight is not None and flight[0] is loop:
-            return await asyncio.shield(flight[1])
+            try:
+                return await asyncio.shield(flight[1])
+            except asyncio.CancelledError:
+                if not flight[1].cancelled():
+                    raise  # this caller was cancelled
+                # The call we joined was cancelled (its client went away): start over, so one
+                # waiter becomes the new leader and the rest join it.
+                return await self._async_fill(cache, key, args, kwargs, stale)
         future: asyncio.Future[Any] = loop.create_future()
         self._ainflight[key] = (loop, future)
         try:
             value = await self._async_compute(cache, key, args, kwargs, stale)
-        except BaseException as exc:
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: no "exception never retrieved" if no waiter
+            raise
+        except BaseException:
+            future.cancel()
             raise
         else:
             future.set_result(value)

@@ -109,10 +109,13 @@ async def run_finishing(
     on_complete: OnComplete | None = None,
     status_header: str | None = None,
     add_date: bool = False,
+    buffer_streams: bool = False,
 ) -> None:
-    """Run the app, buffering a response up to ``max_body`` bytes so it can get its ETag, policy
-    headers and conditional evaluation; a larger or trailer-carrying response is streamed with
-    only its headers touched."""
+    """Run the app, buffering a complete response so it can get its ETag, policy headers and
+    conditional evaluation. A streamed response (a first body message with ``more_body``) is
+    passed through as it comes with only its headers touched, unless ``buffer_streams`` (the
+    response cache, on a route whose policy asked for caching) lets it collect up to
+    ``max_body`` bytes; Server-Sent Events always pass through."""
     start: Message | None = None
     chunks: list[bytes] = []
     size = 0
@@ -160,7 +163,7 @@ async def run_finishing(
         chunks.append(body)
         size += len(body)
         if message.get("more_body", False):
-            if size > max_body:
+            if not buffer_streams or size > max_body or _event_stream(start):
                 await begin_stream()
                 await send(
                     {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
@@ -188,6 +191,13 @@ async def run_finishing(
         await send({"type": "http.response.body", "body": whole, "more_body": False})
 
     await app(scope, receive, wrapped)
+
+
+def _event_stream(start: Message) -> bool:
+    for name, value in start.get("headers") or ():
+        if name.lower() == b"content-type" and value.lower().startswith(b"text/event-stream"):
+            return True
+    return False
 
 
 class ConditionalMiddleware:
@@ -370,7 +380,8 @@ class ResponseCacheMiddleware:
                 now=now,
                 add_date=self.add_date,
                 on_complete=on_complete,
-                status_header=cache_status(hit=False, fwd=fwd, detail="too-large"),
+                status_header=cache_status(hit=False, fwd=fwd, detail="streamed"),
+                buffer_streams=True,
             )
         finally:
             if leader:

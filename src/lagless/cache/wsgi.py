@@ -95,9 +95,11 @@ def run_finishing(
     on_complete: OnComplete | None = None,
     status_header: str | None = None,
     add_date: bool = False,
+    buffer_streams: bool = False,
 ) -> Iterable[bytes]:
     """Run the app, buffering its response up to ``max_body`` bytes for ETag, policy headers
-    and conditional evaluation; a larger response streams with only its headers touched."""
+    and conditional evaluation. A larger response, or a generator body of undeclared length
+    (a stream) unless ``buffer_streams``, passes through with only its headers touched."""
     captured: dict[str, Any] = {}
     chunks: list[bytes] = []
 
@@ -112,7 +114,34 @@ def run_finishing(
 
     result = app(environ, capture)
     iterator = iter(result)
+    exhausted = False
+    if "status" not in captured:  # a generator app calls start_response on its first step
+        try:
+            chunks.append(next(iterator))
+        except StopIteration:
+            exhausted = True
+        except BaseException:
+            _close(result)
+            raise
     size = sum(len(c) for c in chunks)
+    # A body of unknown length from a generator is a stream (server-sent events, a large
+    # export): pass it through rather than hold it back. Lists and declared lengths buffer.
+    declared = any(n.lower() == "content-length" for n, _ in captured.get("headers", ()))
+    if not (declared or exhausted or buffer_streams or isinstance(result, list | tuple)):
+        return _pass_through(
+            captured,
+            chunks,
+            iterator,
+            result,
+            start_response,
+            method=method,
+            request_headers=request_headers,
+            policy=policy,
+            extra=extra,
+            now=now,
+            status_header=status_header,
+            add_date=add_date,
+        )
     try:
         for chunk in iterator:
             chunks.append(chunk)
@@ -146,11 +175,44 @@ def run_finishing(
         _close(result)
         raise
     # Too large to buffer: stream it.
+    return _pass_through(
+        captured,
+        chunks,
+        iterator,
+        result,
+        start_response,
+        method=method,
+        request_headers=request_headers,
+        policy=policy,
+        extra=extra,
+        now=now,
+        status_header=status_header,
+        add_date=add_date,
+    )
+
+
+def _pass_through(
+    captured: dict[str, Any],
+    chunks: list[bytes],
+    iterator: Iterator[bytes],
+    result: Any,
+    start_response: StartResponse,
+    *,
+    method: str,
+    request_headers: dict[str, str],
+    policy: CachePolicy | None,
+    extra: Headers,
+    now: float,
+    status_header: str | None,
+    add_date: bool,
+) -> Iterable[bytes]:
+    """Start the response with only its headers touched and stream the body as it comes."""
+    have = {n.lower() for n, _ in captured["headers"]}
     headers = decorate(
         method,
         request_headers,
         int(captured["status"][:3]),
-        with_extra(captured["headers"]),
+        list(captured["headers"]) + [(n, v) for n, v in extra if n not in have],
         None,
         policy=policy,
     )
@@ -335,7 +397,8 @@ class ResponseCacheWSGIMiddleware:
                 now=now,
                 add_date=self.add_date,
                 on_complete=on_complete,
-                status_header=cache_status(hit=False, fwd=fwd, detail="too-large"),
+                status_header=cache_status(hit=False, fwd=fwd, detail="streamed"),
+                buffer_streams=True,
             )
         finally:
             if leader:
