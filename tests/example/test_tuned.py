@@ -208,3 +208,39 @@ async def test_the_page_script_reads_either_format(client: httpx.AsyncClient) ->
     assert "laglessMsgpack" in app_js.text and "codec.decode" in app_js.text
     client_js = await client.get(re.findall(r'src="(/static/lagless-msgpack\.[^"]+)"', page)[0])
     assert "fetchPayload" in client_js.text and "ACCEPT" in client_js.text
+
+
+@pytest.mark.postgres
+async def test_tuned_example_on_postgresql(
+    fresh_runtime: Runtime, example_cache: str, postgres_dsn: str
+) -> None:
+    import uuid
+
+    import psycopg
+
+    from lagless.example import create_app
+
+    fresh_runtime.configure(cache_dir=example_cache)
+    schema = f"lagless_example_t{uuid.uuid4().hex[:8]}"
+    try:
+        app = create_app("tuned", db_url=postgres_dsn, schema=schema)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://shop") as c:
+                books = await c.get("/api/books", params={"limit": 3, "fields": "id,price"})
+                assert books.json()["items"] == [
+                    {"id": 1, "price": "44.92"},
+                    {"id": 2, "price": books.json()["items"][1]["price"]},
+                    {"id": 3, "price": books.json()["items"][2]["price"]},
+                ]
+                detail = await c.get("/api/books/42", headers={"Accept": ACCEPT_MSGPACK})
+                assert decode_response(detail)["author"]["name"]
+                url = "/api/books/by-isbn/9780000000422"
+                etag = (await c.get(url)).headers["etag"]
+                assert (await c.get(url, headers={"If-None-Match": etag})).status_code == 304
+                assert (await c.get("/api/stats")).json()["reviews"] == 48_000
+                recent = (await c.get("/api/reviews/recent")).json()
+                assert len(recent) == 30 and recent[0]["book"]["title"]
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
