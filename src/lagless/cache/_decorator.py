@@ -348,8 +348,11 @@ class CachedFunction:
             except asyncio.CancelledError:
                 if not flight[1].cancelled():
                     raise  # this caller was cancelled
-                # The call we joined was cancelled (its client went away): start over, so one
-                # waiter becomes the new leader and the rest join it.
+                # The call we joined was cancelled (its client went away): start over (another
+                # waiter may have filled the entry meanwhile, or become the new leader).
+                entry = await cache.alookup(key, self.shape)
+                if entry is not None and cache.clock() < entry.fresh_until:
+                    return entry.value
                 return await self._async_fill(cache, key, args, kwargs, stale)
         future: asyncio.Future[Any] = loop.create_future()
         self._ainflight[key] = (loop, future)
