@@ -22,6 +22,7 @@ from lagless.cache import (
 )
 from lagless.cache._conditional import http_date
 from tests.cache._clients import linted_asyncclient, linted_testclient
+from tests.cache._lint import assert_clean
 from tests.cache.conftest import FakeClock
 
 calls: dict[str, int] = {}
@@ -458,14 +459,19 @@ async def test_streams_are_not_held_back(streamed_by: str) -> None:
     )
     scope = {"type": "http", "method": "GET", "path": "/events", "headers": [], "query_string": b""}
     bodies: list[bytes] = []
+    started: list[Any] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
         if message["type"] == "http.response.body":
             bodies.append(message["body"])
             first_seen.set()
 
     await asyncio.wait_for(app(scope, receive, send), timeout=10)  # a hang guard, not a timing
     assert bodies == [b"data: 1\n\n", b"data: 2\n\n"]
+    headers = [(n.decode(), v.decode()) for n, v in started[0]["headers"]]
+    assert_clean("GET", "http://testserver/events", 200, headers, b"".join(bodies))

@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from lagless.cache import (
     Cache,
@@ -24,6 +23,7 @@ from lagless.cache import (
     backend_errors,
     cached,
 )
+from tests.cache._clients import linted_testclient
 from tests.cache.conftest import OwnRedis
 
 
@@ -118,7 +118,7 @@ def test_response_cache_middleware_fails_open(own_redis: OwnRedis) -> None:
         policies=CachePolicies({"/p/{pid}": CachePolicy(max_age=60)}),
         backend=backend,
     )
-    with TestClient(app) as client:
+    with linted_testclient(app) as client:
         assert client.get("/p/1").headers["cache-status"] == "lagless; fwd=uri-miss; stored"
         assert client.get("/p/1").headers["cache-status"].startswith("lagless; hit")
         own_redis.stop()
