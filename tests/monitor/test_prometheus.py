@@ -104,8 +104,14 @@ def test_metrics_text_parses_and_carries_every_family() -> None:
         if s.name.endswith("_total")
     }
     assert cache == {"hit": 750, "miss": 250}
-    layers = {s.labels["layer"] for s in fams["lagless_http_layer_duration_seconds"].samples}
-    assert layers == {"db", "cache", "app"}
+    layers = {
+        s.labels["layer"]: s.value
+        for s in fams["lagless_http_layer_seconds"].samples
+        if s.name.endswith("_total")
+    }
+    assert set(layers) == {"db", "cache", "app"}
+    assert layers["db"] == pytest.approx(1000 * 0.001)  # two 0.5 ms queries, 1000 requests
+    assert layers["cache"] == pytest.approx(1000 * 0.0001)
     found = {
         s.labels["code"]: s.value
         for s in fams["lagless_findings"].samples

@@ -137,9 +137,9 @@ def summary(
             continue
         recent, recent_errors = rs.window.totals(now, RATE_WINDOW_S)
         layers = {
-            name: round(rs.layers[name].sum * 1000.0 / count, 3)
+            name: round(rs.layer_seconds[name] * 1000.0 / count, 3)
             for name in LAYERS
-            if name in rs.layers and rs.layers[name].count
+            if name in rs.layer_seconds
         }
         item: dict[str, Any] = {
             "method": rs.method,

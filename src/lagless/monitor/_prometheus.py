@@ -14,8 +14,8 @@ Metrics (all labelled by ``method`` and ``route``, the route *template*, bounded
   boundaries (schema = scale), so ``convert_classic_histograms_to_nhcb`` keeps them exact; a
   scraper that asks for OpenMetrics 2.0 also gets the native histogram itself (schema 5).
 - ``lagless_http_requests_total{status_class}`` — counter (``5xx`` is the error rate).
-- ``lagless_http_layer_duration_seconds{layer}`` — histogram of time per layer (db, cache,
-  http, serialize, mw, app), doubling buckets.
+- ``lagless_http_layer_seconds_total{layer}`` — counter of time spent per layer (db, cache,
+  http, serialize, mw, app); divided by the request count it is the mean per request.
 - ``lagless_http_db_queries`` — histogram of queries per request.
 - ``lagless_cache_requests_total{result="hit"|"miss"}`` — counter.
 - ``lagless_findings_total{code}`` — counter of detector findings on sampled slow requests.
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 #: Classic buckets span 2**-10 s (~1 ms) to 2**5 s (32 s).
 LOW_EXP: Final = -10
 HIGH_EXP: Final = 5
-LAYER_BUCKET_SCALE: Final = 0
 
 
 def classic_bounds(scale: int) -> list[float]:
@@ -172,10 +171,10 @@ class LaglessCollector:
             "Requests by route template and status class.",
             labels=["method", "route", "status_class"],
         )
-        layers = HistogramMetricFamily(
-            "lagless_http_layer_duration_seconds",
-            "Time per request in each layer (db, cache, http, serialize, mw, app), for "
-            "requests that used the layer.",
+        layers = CounterMetricFamily(
+            "lagless_http_layer_seconds",
+            "Time spent in each layer (db, cache, http, serialize, mw, app), summed over "
+            "requests; over lagless_http_requests_total it is the mean per request.",
             labels=["method", "route", "layer"],
         )
         queries = HistogramMetricFamily(
@@ -191,12 +190,12 @@ class LaglessCollector:
         for rs in routes:
             base = [rs.method, rs.route]
             _histogram(duration, base, rs.duration, self.bucket_scale, native=self.native)
-            for sc in sorted(rs.statuses):
-                requests.add_metric([*base, sc], float(rs.statuses[sc]))
+            for sc, n in sorted(rs.status_classes().items()):
+                requests.add_metric([*base, sc], float(n))
             for layer in LAYERS:
-                hist = rs.layers.get(layer)
-                if hist is not None and hist.count:
-                    _histogram(layers, [*base, layer], hist, LAYER_BUCKET_SCALE)
+                seconds = rs.layer_seconds.get(layer)
+                if seconds is not None:
+                    layers.add_metric([*base, layer], seconds)
             running = 0
             qbuckets: list[tuple[str, float]] = []
             for bound, n in zip(QUERY_BOUNDS, rs.queries, strict=False):

@@ -118,10 +118,10 @@ class SlowSampler:
         """Keep ``trace`` if it is slow and the rate allows (the hot path: a comparison and,
         rarely, the token bucket)."""
         seconds = trace.duration_ns / 1e9
-        p99 = rs.p99()
+        p99 = rs.p99_cached
         if self.threshold_s and seconds >= self.threshold_s:
             reason = "threshold"
-        elif rs.count >= MIN_FOR_P99 and seconds > p99:
+        elif seconds > p99 and rs.count >= MIN_FOR_P99:
             reason = "p99"
         else:
             return None

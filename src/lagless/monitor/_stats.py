@@ -55,7 +55,11 @@ WINDOW_S: Final = 60
 #: How many records between refreshes of a route's cached p99 (used by slow sampling).
 _P99_EVERY: Final = 128
 DURATION_SCALE: Final = 5
-LAYER_SCALE: Final = 3  # ±4.4%: enough for "where does the time go", half the memory
+#: queries per request -> its slot in :data:`QUERY_BOUNDS` (precomputed: no loop per request).
+_QUERY_SLOT: Final[tuple[int, ...]] = tuple(
+    next((i for i, b in enumerate(QUERY_BOUNDS) if q <= b), len(QUERY_BOUNDS))
+    for q in range(QUERY_BOUNDS[-1] + 1)
+)
 
 
 def method_label(method: str) -> str:
@@ -149,17 +153,22 @@ class Window:
 
 
 class RouteStats:
-    """Everything recorded for one (method, route) pair."""
+    """Everything recorded for one (method, route) pair.
+
+    Layer time is kept as a sum per layer (seconds), not a histogram per layer: the question
+    it answers is "where does this route's time go", which a mean per request answers, and a
+    sum is one float add where a histogram record costs several times that. Status codes are
+    counted by code (a handful per route) and grouped into classes when read.
+    """
 
     __slots__ = (
-        "_p99",
-        "_since_p99",
         "cache_hits",
         "cache_misses",
         "duration",
         "errors",
-        "layers",
+        "layer_seconds",
         "method",
+        "p99_cached",
         "queries",
         "queries_sum",
         "route",
@@ -171,50 +180,56 @@ class RouteStats:
         self.method = method
         self.route = route
         self.duration = ExpHistogram(DURATION_SCALE)
-        self.layers: dict[str, ExpHistogram] = {}
-        self.statuses: dict[str, int] = {}
+        #: Seconds spent in each layer, summed over requests.
+        self.layer_seconds: dict[str, float] = {}
+        self.statuses: dict[int, int] = {}
         self.errors = 0
         self.queries = [0] * (len(QUERY_BOUNDS) + 1)  # last slot: +Inf
         self.queries_sum = 0
         self.cache_hits = 0
         self.cache_misses = 0
         self.window = Window()
-        self._p99 = math.inf
-        self._since_p99 = 0
+        #: The route's p99 in seconds, refreshed every :data:`_P99_EVERY` records (a quantile
+        #: walks the buckets; doing it per request would cost more than recording).
+        self.p99_cached = math.inf
 
     @property
     def count(self) -> int:
         return self.duration.count
 
-    def layer(self, name: str) -> ExpHistogram:
-        hist = self.layers.get(name)
-        if hist is None:
-            hist = self.layers[name] = ExpHistogram(LAYER_SCALE)
-        return hist
-
-    def p99(self) -> float:
-        """The route's p99 in seconds, refreshed every :data:`_P99_EVERY` records (a quantile
-        walks the buckets; doing it per request would cost more than recording)."""
-        self._since_p99 += 1
-        if self._since_p99 >= _P99_EVERY:
-            self._since_p99 = 0
-            self._p99 = self.duration.quantile(0.99)
-        return self._p99
+    def status_classes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status, n in list(self.statuses.items()):
+            sc = status_class(status)
+            out[sc] = out.get(sc, 0) + n
+        return out
 
     def observe(self, trace: Trace, second: int) -> None:
-        """Record one finished request (the hot path)."""
+        """Record one finished request (the hot path: written out rather than factored)."""
         total = trace.duration_ns
-        self.duration.record(total / 1e9)
-        sc = status_class(trace.status)
-        self.statuses[sc] = self.statuses.get(sc, 0) + 1
-        error = sc == "5xx"
+        hist = self.duration
+        hist.record(total / 1e9)
+        if not hist.count % _P99_EVERY:
+            self.p99_cached = hist.quantile(0.99)
+        status = trace.status
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        error = status >= 500 or status < 100
+        window = self.window
+        if second == window.second:
+            slot = second % WINDOW_S
+            window.counts[slot] += 1
+            if error:
+                window.errors[slot] += 1
+        else:
+            window.add(second, error)
         if error:
             self.errors += 1
-        self.window.add(second, error)
         spans = trace.spans
         queries = 0
+        sums = self.layer_seconds
         if spans:
-            intervals: dict[str, list[tuple[int, int]]] = {}
+            intervals: dict[str, list[tuple[int, int]]] | None = None
             mw = 0
             layer_of = _LAYER_OF
             for span in spans:
@@ -225,6 +240,8 @@ class RouteStats:
                         mw += span.duration_ns
                     continue
                 start = span.start_ns
+                if intervals is None:
+                    intervals = {}
                 bucket = intervals.get(label)
                 if bucket is None:
                     intervals[label] = [(start, start + span.duration_ns)]
@@ -239,35 +256,34 @@ class RouteStats:
                     elif hit is False:
                         self.cache_misses += 1
             busy = 0
-            if intervals:
+            if intervals is not None:
                 every: list[tuple[int, int]] = []
                 for label, ivs in intervals.items():
                     every.extend(ivs)
                     ns = union_ns(ivs) if len(ivs) > 1 else ivs[0][1] - ivs[0][0]
-                    self.layer(label).record(ns / 1e9)
-                busy = union_ns(every) if len(every) > 1 else every[0][1] - every[0][0]
+                    sums[label] = sums.get(label, 0.0) + ns / 1e9
+                    busy = ns
+                if len(intervals) > 1:
+                    busy = union_ns(every)
             if mw:
-                self.layer("mw").record(mw / 1e9)
+                sums["mw"] = sums.get("mw", 0.0) + mw / 1e9
             app = total - busy - mw
-            self.layer("app").record((app if app > 0 else 0) / 1e9)
+            if app > 0:
+                sums["app"] = sums.get("app", 0.0) + app / 1e9
         else:
-            self.layer("app").record(total / 1e9)
+            sums["app"] = sums.get("app", 0.0) + total / 1e9
         self.queries_sum += queries
-        i = 0
-        for bound in QUERY_BOUNDS:
-            if queries <= bound:
-                break
-            i += 1
-        self.queries[i] += 1
+        self.queries[_QUERY_SLOT[queries] if queries < len(_QUERY_SLOT) else -1] += 1
 
     # -- merging and serialising ---------------------------------------------------------------
 
     def merge(self, other: RouteStats) -> None:
         self.duration.merge(other.duration)
-        for name, hist in list(other.layers.items()):
-            self.layer(name).merge(hist)
-        for sc, n in list(other.statuses.items()):
-            self.statuses[sc] = self.statuses.get(sc, 0) + n
+        self.p99_cached = self.duration.quantile(0.99)
+        for name, value in list(other.layer_seconds.items()):
+            self.layer_seconds[name] = self.layer_seconds.get(name, 0.0) + value
+        for status, n in list(other.statuses.items()):
+            self.statuses[status] = self.statuses.get(status, 0) + n
         self.errors += other.errors
         self.queries = [a + b for a, b in zip(self.queries, other.queries, strict=True)]
         self.queries_sum += other.queries_sum
@@ -280,8 +296,8 @@ class RouteStats:
             "method": self.method,
             "route": self.route,
             "duration": self.duration.to_dict(),
-            "layers": {k: v.to_dict() for k, v in self.layers.items()},
-            "statuses": dict(self.statuses),
+            "layer_seconds": dict(self.layer_seconds),
+            "statuses": {str(k): v for k, v in list(self.statuses.items())},
             "errors": self.errors,
             "queries": list(self.queries),
             "queries_sum": self.queries_sum,
@@ -294,8 +310,9 @@ class RouteStats:
     def from_dict(cls, data: Mapping[str, Any]) -> RouteStats:
         rs = cls(str(data["method"]), str(data["route"]))
         rs.duration = ExpHistogram.from_dict(data["duration"])
-        rs.layers = {k: ExpHistogram.from_dict(v) for k, v in data.get("layers", {}).items()}
-        rs.statuses = {str(k): int(v) for k, v in data.get("statuses", {}).items()}
+        rs.p99_cached = rs.duration.quantile(0.99) if rs.duration.count else math.inf
+        rs.layer_seconds = {str(k): float(v) for k, v in data.get("layer_seconds", {}).items()}
+        rs.statuses = {int(k): int(v) for k, v in data.get("statuses", {}).items()}
         rs.errors = int(data.get("errors", 0))
         queries = [int(q) for q in data.get("queries", ())]
         if len(queries) == len(rs.queries):
@@ -333,6 +350,11 @@ class Stats:
         rs = self.routes.get(key)
         if rs is not None:
             return rs
+        if self._full(route):  # the table only grows: a full one stays full, no lock needed
+            other = self.routes.get((method if method in KNOWN_METHODS else "_OTHER", OTHER))
+            if other is not None:
+                self.folded += 1
+                return other
         with self._lock:
             rs = self.routes.get(key)
             if rs is not None:
@@ -358,7 +380,10 @@ class Stats:
     def observe(self, trace: Trace) -> RouteStats:
         """Record one finished trace; returns the entry it went to."""
         route = trace.route
-        rs = self.route_stats(method_label(trace.method), route if route is not None else UNMATCHED)
+        method = trace.method
+        rs = self.routes.get((method, route if route is not None else UNMATCHED))
+        if rs is None:
+            rs = self.route_stats(method_label(method), route if route is not None else UNMATCHED)
         rs.observe(trace, int(self.clock()))
         self.updates += 1
         return rs
