@@ -252,6 +252,19 @@ def test_authorization_and_cookies_never_share(client: Any) -> None:
     assert calls["me"] == 6
 
 
+def test_hosts_never_share(client: Any) -> None:
+    a = client.get("/products/1", headers={"Host": "tenant-a.example"})
+    b = client.get("/products/1", headers={"Host": "tenant-b.example"})
+    assert a.headers["cache-status"].endswith("stored")
+    assert b.headers["cache-status"].endswith("stored")  # a miss: its own entry
+    assert (
+        client.get("/products/1", headers={"Host": "tenant-a.example"})
+        .headers["cache-status"]
+        .startswith("lagless; hit")
+    )
+    assert calls["product"] == 2
+
+
 def test_opted_in_credentials_are_part_of_the_key(client: Any) -> None:
     a1 = client.get("/me-cookie", headers={"Cookie": "sid=a"})
     b1 = client.get("/me-cookie", headers={"Cookie": "sid=b"})

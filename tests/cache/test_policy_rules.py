@@ -105,10 +105,13 @@ def test_vary_parsing() -> None:
 
 
 def test_keys() -> None:
-    assert normalize_query("b=2&a=1&a=") == "a=&a=1&b=2"
+    assert normalize_query("b=2&a=1&a=") == "a=1&a=&b=2"
+    assert normalize_query("s=b&s=a") != normalize_query("s=a&s=b")  # order of repeats kept
     assert primary_key("GET", "/x", "b=2&a=1") == primary_key("HEAD", "/x", "a=1&b=2")
     assert primary_key("GET", "/x", "a=1") != primary_key("GET", "/X", "a=1")
     assert primary_key("GET", "/x", "a=1") != primary_key("GET", "/x", "a=2")
+    assert primary_key("GET", "/x", "", "A.example") == primary_key("GET", "/x", "", "a.example")
+    assert primary_key("GET", "/x", "", "a.example") != primary_key("GET", "/x", "", "b.example")
     p = primary_key("GET", "/x", "")
     gzip = variant_key(p, ["accept-encoding"], {"accept-encoding": "gzip,  br"})
     assert gzip == variant_key(p, ["accept-encoding"], {"accept-encoding": "gzip,br"})

@@ -108,10 +108,12 @@ def parse_vary(value: str | None) -> list[str]:
 
 def normalize_query(query: str) -> str:
     """Query parameters in a canonical order, so ``?b=2&a=1`` and ``?a=1&b=2`` share an entry.
-    Values keep their case; blank values are kept (``?a=`` is not ``?``)."""
+    Parameters are sorted by name only (a stable sort): repeated values keep their order, since
+    ``?sort=a&sort=b`` may well mean something else than ``?sort=b&sort=a``. Values keep their
+    case; blank values are kept (``?a=`` is not ``?``)."""
     if not query:
         return ""
-    return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
+    return urlencode(sorted(parse_qsl(query, keep_blank_values=True), key=lambda kv: kv[0]))
 
 
 def _digest(*parts: str) -> str:
@@ -122,9 +124,13 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()
 
 
-def primary_key(method: str, path: str, query: str) -> str:
+def primary_key(method: str, path: str, query: str, host: str = "") -> str:
+    """The key of a URL's entry. The Host is part of it: one app serving several hosts (tenants,
+    locales) must never answer one host with another's page."""
     # HEAD is answered from the GET entry (RFC 9110 §9.3.2: same header fields as GET).
-    return "resp:" + _digest("GET" if method == "HEAD" else method, path, normalize_query(query))
+    return "resp:" + _digest(
+        "GET" if method == "HEAD" else method, host.strip().lower(), path, normalize_query(query)
+    )
 
 
 def _normalize_value(value: str) -> str:

@@ -330,7 +330,10 @@ class ResponseCacheMiddleware:
 
         shape = "resp:" + match.pattern
         primary = primary_key(
-            method, scope["path"], scope.get("query_string", b"").decode("latin-1")
+            method,
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            headers.get("host", ""),
         )
         entry, fwd = await self.store.alookup(primary, headers, shape)
         if entry is None and method == "GET":

@@ -193,7 +193,9 @@ class ResponseCacheMiddleware:
             return _finish(response, method, headers, policy, extra, now)
 
         shape = "resp:" + match.pattern
-        primary = primary_key(method, request.path, request.META.get("QUERY_STRING", ""))
+        primary = primary_key(
+            method, request.path, request.META.get("QUERY_STRING", ""), headers.get("host", "")
+        )
         entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is None and method == "GET":
             with self._lock:

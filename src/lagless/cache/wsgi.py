@@ -352,7 +352,8 @@ class ResponseCacheWSGIMiddleware:
 
         shape = "resp:" + match.pattern
         full_path = environ.get("SCRIPT_NAME", "") + path
-        primary = primary_key(method, full_path, environ.get("QUERY_STRING", ""))
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        primary = primary_key(method, full_path, environ.get("QUERY_STRING", ""), host)
         entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is None and method == "GET":
             with self._lock:
