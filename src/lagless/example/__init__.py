@@ -1,15 +1,16 @@
 """The bundled example: a small bookshop API in two modes, for ``lagless doctor`` and demos.
 
 ``naive`` commits every latency anti-pattern lagless detects, on purpose; ``tuned`` is the same
-API fixed with ordinary best practice. Both run on an embedded, cached SQLite database by
-default, or on PostgreSQL::
+API fixed with ordinary best practice and lagless's own cache and payload parts. Both run on
+an embedded, cached SQLite database by default, or on PostgreSQL::
 
     from lagless.example import create_app
     app = create_app("naive")                      # FastAPI app, not yet instrumented
     app = create_app("tuned", db_url="postgresql://postgres@127.0.0.1/test")
 
 ``lagless example serve --mode tuned --port 8000`` serves it with uvicorn, instrumented.
-Needs the ``example`` extra (FastAPI, SQLAlchemy, aiosqlite).
+Needs the ``example`` extra (FastAPI, SQLAlchemy, aiosqlite; msgspec, brotli and zstandard
+for the tuned mode's payload parts).
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ def create_app(
         raise LaglessError(f"unknown example mode {mode!r}; choose one of {', '.join(MODES)}")
     try:
         from fastapi import FastAPI
-    except ImportError:
+
+        from lagless.example import _naive, _tuned
+        from lagless.example._db import open_database
+    except ImportError as exc:
         raise LaglessError(
-            "the example needs FastAPI and SQLAlchemy: pip install 'lagless[example]'"
+            f"the example needs {exc.name or 'its dependencies'} "
+            "(FastAPI, SQLAlchemy, msgspec): pip install 'lagless[example]'"
         ) from None
-    from lagless.example import _naive, _tuned
-    from lagless.example._db import open_database
 
     db = open_database(mode, db_url, schema=schema)
 
