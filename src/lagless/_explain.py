@@ -387,16 +387,26 @@ class _Postgres(_Dialect):
     name: Dialect = "postgresql"
     _counter = itertools.count(1)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._qualified: set[str] = set()
+
+    def quote(self, ident: str) -> str:
+        if ident in self._qualified:
+            schema, _, table = ident.partition(".")
+            return f"{super().quote(schema)}.{super().quote(table)}"
+        return super().quote(ident)
+
     def scans(self, conn: Any, sql: str, timeout_ms: int) -> list[_Scan]:
         text, count = rewrite_placeholders(sql, "numeric")
         cur = conn.cursor()
         cur.execute("SET TRANSACTION READ ONLY")
         cur.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         if count == 0:
-            cur.execute("EXPLAIN (FORMAT JSON) " + text)
+            cur.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + text)
             plan = cur.fetchone()[0]
         elif conn.info.server_version >= 160000:
-            cur.execute("EXPLAIN (GENERIC_PLAN, FORMAT JSON) " + text)
+            cur.execute("EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) " + text)
             plan = cur.fetchone()[0]
         else:
             name = f"lagless_explain_{next(self._counter)}"
@@ -404,7 +414,7 @@ class _Postgres(_Dialect):
             try:
                 cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                 args = ", ".join(["NULL"] * count)
-                cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({args})")
+                cur.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {name}({args})")
                 plan = cur.fetchone()[0]
             finally:
                 cur.execute(f"DEALLOCATE {name}")
@@ -418,6 +428,13 @@ class _Postgres(_Dialect):
         if node.get("Node Type") == "Seq Scan" and node.get("Filter"):
             table = str(node["Relation Name"])
             alias = str(node.get("Alias") or table)
+            # VERBOSE plans name the schema: a table outside ``public`` (schema-per-tenant
+            # apps, SQLAlchemy ``schema=``) must be looked up and indexed by qualified name,
+            # since this separate connection's search_path may not reach it.
+            schema = node.get("Schema")
+            if schema and schema != "public":
+                table = f"{schema}.{table}"
+                self._qualified.add(table)
             out.append(
                 _Scan(
                     table,

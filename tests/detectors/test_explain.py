@@ -318,7 +318,7 @@ def test_postgres_missing_index(pg_table):
         [advice] = explainer.explain(f"SELECT id, title FROM {big} WHERE author_id = %s")
         assert advice.create_index == f"CREATE INDEX ix_{big}_author_id ON {big} (author_id);"
         assert advice.rows == 5000  # pg_class.reltuples after ANALYZE
-        assert advice.plan.startswith(f"Seq Scan on {big} Filter: (author_id = $1)")
+        assert advice.plan.startswith(f"Seq Scan on {big} Filter: ({big}.author_id = $1)")
         # asyncpg-style numbered placeholders, aliases; the join condition is not a filter,
         # and the small table's scan (on an indexed, tiny table) gets no advice
         [joined] = explainer.explain(
@@ -340,6 +340,39 @@ def test_postgres_missing_index(pg_table):
         assert again.explain(f"SELECT id, title FROM {big} WHERE author_id = %s") == ()
     finally:
         again.close()
+
+
+@pytest.mark.postgres
+def test_postgres_table_in_another_schema(postgres_dsn):
+    """Schema-per-tenant apps and SQLAlchemy ``schema=`` tables: the advice names the schema,
+    and the look-ups behind it (columns, indexes, size) find the table."""
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"lagless_s_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.books (id serial PRIMARY KEY, title text)")
+        conn.execute(
+            f"INSERT INTO {schema}.books (title) SELECT 't' || i FROM generate_series(1, 3000) i"
+        )
+        conn.execute(f"ANALYZE {schema}.books")
+    explainer = Explainer.from_url(postgres_dsn)
+    try:
+        [advice] = explainer.explain(f"SELECT id FROM {schema}.books WHERE title = %s")
+        assert (
+            advice.create_index
+            == f"CREATE INDEX ix_{schema}_books_title ON {schema}.books (title);"
+        )
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(advice.create_index)
+        again = Explainer.from_url(postgres_dsn)
+        try:
+            assert again.explain(f"SELECT id FROM {schema}.books WHERE title = %s") == ()
+        finally:
+            again.close()
+    finally:
+        explainer.close()
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.postgres
@@ -490,12 +523,12 @@ def test_postgres_generic_plan_by_server_version(version):
     explains = [s for s in conn.sent if "EXPLAIN" in s]
     if version >= 160000:  # PostgreSQL 16 plans placeholders itself
         assert explains == [
-            "EXPLAIN (GENERIC_PLAN, FORMAT JSON) SELECT id FROM book WHERE author_id = $1"
+            "EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) SELECT id FROM book WHERE author_id = $1"
         ]
         assert not any(s.startswith("PREPARE") for s in conn.sent)
     else:
         assert explains == [
-            "EXPLAIN (FORMAT JSON) EXECUTE lagless_explain_" + explains[0].split("_")[-1]
+            "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE lagless_explain_" + explains[0].split("_")[-1]
         ]
         assert any(s.startswith("PREPARE lagless_explain_") for s in conn.sent)
         assert "SET LOCAL plan_cache_mode = force_generic_plan" in conn.sent
