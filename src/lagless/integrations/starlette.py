@@ -96,7 +96,11 @@ class StarletteRoutes:
                     by_route.setdefault(id(route), (route, None))
                     self._walk(inner, mount_prefix, by_route, by_endpoint, depth + 1)
                 else:
-                    by_route.setdefault(id(route), (route, mount_prefix + "/{path}"))
+                    # A mounted ASGI app (static files, a sub-application without routes):
+                    # routers that do not set scope["route"] leave the app as the endpoint.
+                    template = mount_prefix + "/{path}"
+                    by_route.setdefault(id(route), (route, template))
+                    by_endpoint.setdefault(id(route.app), (route.app, template))
             elif isinstance(route, Host):
                 self._walk(route.routes, prefix, by_route, by_endpoint, depth + 1)
             else:

@@ -82,6 +82,12 @@ async def echo(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+async def plain_asgi_files(scope: Any, receive: Any, send: Any) -> None:
+    """A mounted bare ASGI callable, as a hand-written static-file app would be."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"js"})
+
+
 def make_app(**kwargs: Any) -> Starlette:
     inner = [Route("/members/{member_id}", org_member)]
     return Starlette(
@@ -95,6 +101,7 @@ def make_app(**kwargs: Any) -> Starlette:
             WebSocketRoute("/ws", echo),
             Mount("/orgs/{org_id:int}", routes=inner),
             Mount("/static", app=StaticFiles(directory=".", check_dir=False)),
+            Mount("/assets", app=plain_asgi_files),
             Host("api.example.com", app=Starlette(routes=[Route("/hosted", list_users)])),
         ],
         **kwargs,
@@ -133,6 +140,7 @@ def test_instrument_returns_same_app_and_is_idempotent(fresh_runtime: Runtime) -
         ("GET", "/orgs/7/members/alice", "/orgs/{org_id}/members/{member_id}", 200),
         ("GET", "/orgs/7/nobody", None, 404),
         ("GET", "/static/missing.txt", "/static/{path}", 404),
+        ("GET", "/assets/app.3f2a.js", "/assets/{path}", 200),
         ("GET", "/nowhere", None, 404),
     ],
 )
