@@ -107,7 +107,6 @@ class Monitor:
                 tracer_provider=tracer_provider, record_params=cfg.record_params
             )
         self._installed = False
-        self.__name__ = "Monitor.observe"
 
     # -- recording (the hot path) --------------------------------------------------------------
 
@@ -137,6 +136,7 @@ class Monitor:
 
     def uninstall(self) -> None:
         self.runtime.remove_listener(self.observe)
+        _fork_hooked.discard(self)
         if self.shared is not None:
             self.shared.stop()
         self._installed = False

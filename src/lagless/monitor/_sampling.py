@@ -26,6 +26,7 @@ from lagless.monitor._stats import RouteStats
 
 #: Requests a route must have seen before "over its p99" counts as slow.
 MIN_FOR_P99: Final = 100
+_IDLE_EXIT_S: Final = 60.0
 #: Spans sent to the dashboard per sampled request (the waterfall has no room for more).
 MAX_WATERFALL_SPANS: Final = 300
 
@@ -172,10 +173,12 @@ class SlowSampler:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait()
+        # Exits after a quiet minute (consider() starts it again), so a monitor that is
+        # replaced or idle does not keep a thread parked forever.
+        while self._wake.wait(_IDLE_EXIT_S):
             self._wake.clear()
             self.process_pending()
+        self.process_pending()  # anything queued while deciding to stop
 
     def after_fork(self) -> None:
         """A forked worker starts with no samples and no analysis thread."""
