@@ -33,6 +33,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 RouteResolver = Callable[[Environ], "str | None"]
 
+_END: Any = object()  # the end of a response body
 _get = _current_trace.get
 _set = _current_trace.set
 _reset = _current_trace.reset
@@ -170,16 +171,17 @@ class _Request:
             it = self.iterator
             if it is None:
                 it = self.iterator = iter(self.inner)
-            chunk = next(it)
-        except StopIteration:
-            _reset(token)
-            self.finish()
-            raise
+            # ``next`` with a default: the end of the body is a return value, not a
+            # StopIteration caught here and raised again (~0.5 µs a request).
+            chunk = next(it, _END)
         except BaseException as exc:
             _reset(token)
             self.fail(exc)
             raise
         _reset(token)
+        if chunk is _END:
+            self.finish()
+            raise StopIteration
         trace.response_bytes += len(chunk)
         if self.digest is not None:
             self.digest.update(chunk)
