@@ -162,7 +162,9 @@ def function_arms(with_redis: bool) -> tuple[dict[str, Callable[[int], int]], li
         # The same GET through the client lagless builds (socket timeouts, one retry): what the
         # timeouts cost, as opposed to what the cache layer adds.
         tuned = backend.async_client
-        arms["raw redis-py GET, lagless's client settings"] = async_arm(lambda: tuned.get(PREFIX + "raw"))
+        arms["raw redis-py GET, lagless's client settings"] = async_arm(
+            lambda: tuned.get(PREFIX + "raw")
+        )
         arms["lagless redis"] = async_arm(lambda: lagless_redis(1))
 
         cashews_redis = CashewsCache()
@@ -685,6 +687,10 @@ def main() -> int:
         for key in client.scan_iter(match=PREFIX + "*", count=500):
             client.delete(key)
         client.close()
+    from lagless.cache import backend_errors
+
+    if backend_errors:  # a timeout under load makes a lagless arm fall back to its origin
+        console.print(f"[yellow]lagless backend errors during the run: {backend_errors}[/yellow]")
     missed = [name for name, ok in checks if not ok]
     if missed:
         console.print(f"[red]missed: {', '.join(missed)}[/red]")
