@@ -300,3 +300,16 @@ async def test_a_cancelled_leader_does_not_fail_the_waiters(cache: Cache) -> Non
     assert await asyncio.gather(*waiters) == ["value"] * 10
     assert leader.cancelled()
     assert calls == 2  # one waiter took over as leader; none failed
+
+
+async def test_corrupt_entries_are_misses(cache: Cache) -> None:
+    @cached(ttl=30, key="c", cache=cache)
+    async def value() -> int:
+        return 5
+
+    assert await value() == 5
+    data = cache.backend.get("c")
+    assert data is not None
+    cache.backend.set("c", data[:18] + b"\xc1", ttl=30)  # same header, invalid msgpack payload
+    assert await value() == 5  # recomputed, not an exception
+    assert backend_errors["memory:decode"] == 1

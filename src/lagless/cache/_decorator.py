@@ -26,6 +26,7 @@ from lagless._trace import _current_trace
 from lagless.cache._backend import report_backend_error, unpack
 from lagless.cache._cache import Cache, Lookup, _bypass, default_cache
 from lagless.cache._memory import MemoryBackend
+from lagless.cache._serialize import SerializationError
 
 KeySpec = str | Callable[..., str] | None
 
@@ -192,10 +193,14 @@ class CachedFunction:
         if parts is None or parts[0] != cache.serializer.tag or parts[1] <= cache.clock():
             return _NO
         try:
+            value = cache.serializer.loads(parts[3])
+        except SerializationError:
+            return _NO  # the general path reports it and treats it as a miss
+        try:
             backend._data.move_to_end(key)  # atomic C call under the GIL; LRU recency
         except KeyError:
             pass
-        return cache.serializer.loads(parts[3])
+        return value
 
     # -- sync ----------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
