@@ -32,6 +32,10 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _tick(ms: float) -> str:
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g}"
+
+
 def _nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
     if log:
         ticks = []
@@ -99,7 +103,7 @@ def _chart(
         out.append(
             f'<line x1="{_ML}" x2="{_W - _MR}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eceae4"/>'
             f'<text x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#646b78">'
-            f"{_e(fmt_ms(v))}</text>"
+            f"{_e(_tick(v))}</text>"
         )
     for v, label in x_ticks:
         x = sx(v)

@@ -85,13 +85,22 @@ def _route_row(stats: RouteStats, duration: float) -> list[str]:
 
 
 def result_table(result: BenchResult, title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("route", overflow="fold")
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        caption="latency in ms",
+        caption_justify="left",
+    )
+    longest = max((len(name) for name in result.routes), default=10)
+    # Route names fold only past 32 characters; the numbers give way first.
+    table.add_column("route", overflow="fold", min_width=min(longest, 32))
     table.add_column("requests", justify="right")
     table.add_column("req/s", justify="right")
     for _, name in _QS:
-        table.add_column(f"{name} ms", justify="right")
-    table.add_column("max ms", justify="right")
+        table.add_column(name, justify="right")
+    table.add_column("max", justify="right")
     table.add_column("errors", justify="right")
     for stats in result.routes.values():
         table.add_row(*_route_row(stats, result.duration_s))
