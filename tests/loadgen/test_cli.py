@@ -141,3 +141,29 @@ def test_wsgi_app_in_process() -> None:
     assert r.routes["GET /"].requests == 30
     assert r.routes["GET /"].statuses[200] == 30
     assert r.routes["GET /"].bytes_in == 30 * len(b'{"path": "/"}')
+
+
+def test_progress_hook_and_live_bar() -> None:
+    import io
+
+    from rich.console import Console
+
+    from lagless.loadgen._report import live_progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    snapshots = []
+    with live_progress(console, True) as bar:
+        assert bar is not None
+
+        def hook(snap) -> None:
+            snapshots.append(snap)
+            bar(snap)
+
+        bench(wsgi_app, rate=100, duration=1.2, late_tolerance_ms=500, progress=hook)
+    assert len(snapshots) >= 3
+    last = snapshots[-1]
+    assert last.sent >= 100 and last.errors == 0 and not last.warming_up
+    assert any(s.rate > 0 and s.p50_ms > 0 for s in snapshots)
+    assert "req/s" in console.file.getvalue()
+    with live_progress(console, False) as none:
+        assert none is None

@@ -365,7 +365,7 @@ def run_locust(
     from lagless.loadgen._run import plan, resolve
 
     if importlib.util.find_spec("locust") is None:
-        raise LaglessError("--locust needs Locust: pip install locust")
+        raise LaglessError("--locust needs Locust: pip install 'lagless[locust]'")
     if not target.startswith("http://"):
         raise LaglessError("--locust needs a base URL target (Locust workers send over HTTP)")
     if not options.rate:
