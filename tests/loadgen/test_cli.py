@@ -167,3 +167,30 @@ def test_progress_hook_and_live_bar() -> None:
     assert "req/s" in console.file.getvalue()
     with live_progress(console, False) as none:
         assert none is None
+
+
+async def _broken_app(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan")
+    if scope["path"] == "/half":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        raise ValueError("boom")
+    if scope["path"] == "/after":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        raise ValueError("late")
+    raise ValueError("boom")
+
+
+def test_in_process_app_errors_are_recorded() -> None:
+    from lagless._scenario import parse_scenario
+
+    scenario = parse_scenario(
+        '[[request]]\npath = "/"\n[[request]]\npath = "/half"\n[[request]]\npath = "/after"\n'
+    )
+    r = bench(_broken_app, rate=60, duration=0.5, scenario=scenario, late_tolerance_ms=500)
+    assert set(r.routes["GET /"].errors) == {"app raised ValueError: boom"}
+    assert set(r.routes["GET /half"].errors) == {"app raised ValueError: boom"}
+    after = r.routes["GET /after"]
+    assert after.error_count == 0 and after.statuses[200] == after.requests > 0

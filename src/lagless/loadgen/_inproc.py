@@ -117,6 +117,7 @@ class AsgiTransport:
             "server": ("testserver", 80),
         }
         body_sent = False
+        complete = False
         status = 0
         nbytes = 0
         headers: dict[str, str] | None = {} if keep else None
@@ -132,7 +133,7 @@ class AsgiTransport:
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
-            nonlocal status, nbytes
+            nonlocal status, nbytes, complete
             kind = message["type"]
             if kind == "http.response.start":
                 status = int(message["status"])
@@ -145,6 +146,7 @@ class AsgiTransport:
                 if keep:
                     chunks.append(chunk)
                 if not message.get("more_body", False):
+                    complete = True
                     finished.set()
 
         error: str | None = None
@@ -153,13 +155,14 @@ class AsgiTransport:
         except TimeoutError:
             error = "timeout"
         except Exception as exc:
-            error = f"app raised {type(exc).__name__}: {exc}" if not status else None
-            if status == 0:
-                status = 0
+            # An exception after the whole response was sent (a background task, a logging
+            # hook) does not undo the response; one before it is the request's outcome.
+            if not complete:
+                error = f"app raised {type(exc).__name__}: {exc}"
         finally:
             finished.set()
-        if error is None and status == 0:
-            error = "app sent no response"
+        if error is None and not complete:
+            error = "app sent no response" if status == 0 else "app sent an incomplete response"
         done(status, nbytes, headers, b"".join(chunks) if keep else None, error, sent)
 
     def close(self) -> None:

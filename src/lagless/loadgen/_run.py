@@ -195,8 +195,10 @@ async def plan(
                 notes.append(f"skipped {spec.name}: {exc}")
                 continue
             raise LaglessError(str(exc)) from None
-        if status == 0:
+        if status == 0 and str(body).startswith("connect:"):
             raise LaglessError(f"{t.label}: {spec.name} failed before the run: {body}")
+        if status == 0:
+            notes.append(f"{spec.name} failed in the pre-flight: {body}")
         if status in (404, 405) and spec.source in ("router", "openapi", "guess"):
             notes.append(f"skipped {spec.name}: answered {status} in the pre-flight")
             continue
@@ -234,7 +236,7 @@ async def run_async(
             "in-process ASGI target: the app shares the generator's thread, so the CPU rule "
             "of the saturation check does not apply"
         )
-    if getattr(t.transport, "queued", 0):
+    if result.mode == "open" and t.transport.queued:
         result.notes.append(
             f"{t.transport.queued} requests waited for a free connection (limit "
             f"{t.transport.max_connections}); their wait is part of their latency"
