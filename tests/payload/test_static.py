@@ -241,3 +241,35 @@ async def test_built_folder_uses_the_manifest(tmp_path: Path) -> None:
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="does not exist"):
         StaticFiles(tmp_path / "nope")
+
+
+def test_parse_range_refuses_non_ascii_digits_and_saturates_huge_numbers() -> None:
+    # Regression: "\xb2" (a latin-1 superscript two) passed str.isdigit and crashed int(),
+    # and a 5000-digit position hit CPython's int-conversion limit.
+    assert parse_range("bytes=\xb2-", 10) is None
+    assert parse_range("bytes=0-\xb9", 10) is None
+    assert parse_range("bytes=" + "9" * 5000 + "-", 10) == "unsatisfiable"
+    assert parse_range("bytes=2-" + "9" * 5000, 10) == (2, 8)
+    assert parse_range("bytes=-" + "9" * 5000, 10) == (0, 10)
+    assert parse_range("bytes=" + "0" * 30 + "3-4", 10) == (3, 2)
+
+
+def test_hostile_range_header_is_answered_not_crashed(root: Path) -> None:
+    files = StaticFiles(root)
+    entry = files.lookup("/css/app.css")
+    assert entry is not None
+    plan = files.respond(entry, "GET", {"range": "bytes=\xb2-"})  # as a latin-1 header reads
+    assert plan.status == 200 and plan.data == CSS
+    plan = files.respond(entry, "GET", {"range": "bytes=" + "9" * 5000 + "-"})
+    assert plan.status == 416 and ("content-range", f"bytes */{len(CSS)}") in plan.headers
+
+
+@pytest.mark.parametrize("path", ["/.env", "/.git/config", "/css/.htpasswd"])
+async def test_dotfiles_are_not_served_unless_allowed(root: Path, path: str) -> None:
+    (root / ".env").write_bytes(b"SECRET_KEY=x")
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_bytes(b"[core]")
+    (root / "css" / ".htpasswd").write_bytes(b"admin:x")
+    assert (await call(StaticApp(root), path)).status == 404
+    assert not any("/." in url for url in StaticFiles(root).files)
+    assert (await call(StaticApp(root, allow_dotfiles=True), path)).status == 200

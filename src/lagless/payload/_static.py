@@ -110,6 +110,8 @@ class StaticFiles:
     ``directory`` is the folder; ``manifest`` (default: ``manifest.json`` in it, if present)
     says which names are content-hashed. ``max_age`` is the cache lifetime of names that are
     not; ``cache_budget`` bounds the bytes kept in memory (files up to ``max_cached_size``).
+    Files and folders whose name starts with a dot (``.env``, ``.git/``, ``.htpasswd``) are
+    not served unless ``allow_dotfiles=True``: they are where secrets end up by accident.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class StaticFiles:
         manifest: str | os.PathLike[str] | None = None,
         max_age: int = 60,
         follow_symlinks: bool = False,
+        allow_dotfiles: bool = False,
         max_cached_size: int = 256 * 1024,
         cache_budget: int = 64 * 1024 * 1024,
     ) -> None:
@@ -128,6 +131,7 @@ class StaticFiles:
         self.root = root
         self.max_age = max_age
         self.follow_symlinks = follow_symlinks
+        self.allow_dotfiles = allow_dotfiles
         self.max_cached_size = max_cached_size
         self.cache_budget = cache_budget
         self._cached_bytes = 0
@@ -148,10 +152,13 @@ class StaticFiles:
         files: dict[str, StaticFile] = {}
         self._cached_bytes = 0
         root = str(self.root)
+        hidden = not self.allow_dotfiles
         for dirpath, dirnames, filenames in os.walk(root, followlinks=self.follow_symlinks):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not (hidden and d.startswith(".")))
             names = set(filenames)
             for name in sorted(filenames):
+                if hidden and name.startswith("."):
+                    continue
                 full = os.path.join(dirpath, name)
                 base, ext = os.path.splitext(name)
                 if ext in SIBLINGS and base in names:
@@ -343,21 +350,34 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     if not dash:
         return None
     first, last = first.strip(), last.strip()
-    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not (_digits(first) or first == "") or not (_digits(last) or last == ""):
         return None
     if first == "":
         if last == "":
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             return "unsatisfiable"
         suffix = min(suffix, size)
         return size - suffix, suffix
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid range-spec: ignore the header (§14.1.1)
     if start >= size:
         return "unsatisfiable"
-    end = int(last) if last else size - 1
+    end = _position(last) if last else size - 1
     end = min(end, size - 1)
     return start, end - start + 1
+
+
+def _digits(text: str) -> bool:
+    """1*DIGIT in the ABNF sense (RFC 5234 §B.1: ASCII ``0``-``9`` only; ``str.isdigit`` also
+    takes ``²`` and other characters a latin-1 header can carry, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _position(text: str) -> int:
+    """A byte position, saturated: no file has 10**18 bytes, and ``int`` refuses strings of
+    more than 4300 digits, which a hostile ``Range`` header can carry."""
+    text = text.lstrip("0") or "0"
+    return int(text) if len(text) <= 18 else 10**18
