@@ -94,6 +94,23 @@ def test_small_bodies_and_identity() -> None:
     assert plan(codings=("gzip",)).coding == "gzip"
 
 
+def test_repeated_header_lines_are_combined() -> None:
+    # Regression: a dict of the header pairs kept only the last Vary / Cache-Control line,
+    # so "Vary: Accept" was dropped and a no-transform on the first line was not seen.
+    d = plan(
+        headers=[("Content-Type", "application/json"), ("Vary", "Accept"), ("Vary", "Cookie")]
+    )
+    assert [v for k, v in d.headers or [] if k == "vary"] == ["Accept, Cookie, Accept-Encoding"]
+    d = plan(
+        headers=[
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-transform"),
+            ("Cache-Control", "max-age=5"),
+        ]
+    )
+    assert d.coding is None and "no-transform" in d.reason
+
+
 def test_helpers() -> None:
     assert merge_vary(None, "Accept-Encoding") == "Accept-Encoding"
     assert merge_vary("*", "Accept-Encoding") == "*"

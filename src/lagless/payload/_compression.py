@@ -117,7 +117,11 @@ def decide(
     if method == "HEAD" or status < 200 or status in (204, 206, 304):
         return Decision(reason="no body to compress")
     pairs = [(k.lower(), v) for k, v in headers]
-    lookup = dict(pairs)
+    # RFC 9110 §5.3: repeated field lines (two ``Vary`` or ``Cache-Control`` lines) mean their
+    # values joined by commas; a plain dict would keep only the last line's.
+    lookup: dict[str, str] = {}
+    for k, v in pairs:
+        lookup[k] = f"{lookup[k]}, {v}" if k in lookup else v
     if "content-encoding" in lookup:
         return Decision(reason="already encoded")
     if "content-range" in lookup:
