@@ -111,3 +111,20 @@ def test_background_analysis_runs_on_its_own_thread() -> None:
     trace = make_trace(duration_ms=800)
     s.consider(trace, stats.observe(trace))
     assert done.wait(10)
+
+
+def test_findings_on_unmatched_paths_are_counted_under_a_bounded_route() -> None:
+    # Regression: findings were keyed by the raw path of an unmatched request, so a scanner
+    # hitting slow random URLs grew the findings table (and /metrics labels) without bound.
+    def analyze(trace: object) -> list[dict[str, object]]:
+        return [{"code": "slow-middleware"}]
+
+    s, stats, clock = sampler(analyze=analyze, rate=1000.0, capacity=50)
+    s.on_findings = stats.add_findings
+    for i in range(20):
+        trace = make_trace(None, path=f"/wp-admin/{i}.php", duration_ms=700, status=404)
+        s.consider(trace, stats.observe(trace))
+        clock.advance(1.0)
+    s.process_pending()
+    assert stats.findings == {("slow-middleware", "<unmatched>"): 20}
+    assert s.recent()[0].to_dict()["path"].startswith("/wp-admin/")  # the sample keeps it

@@ -34,10 +34,15 @@ MAX_WATERFALL_SPANS: Final = 300
 class Sample:
     """One kept slow request."""
 
-    __slots__ = ("findings", "p99_ms", "reason", "trace", "wall_time")
+    __slots__ = ("findings", "p99_ms", "reason", "route", "trace", "wall_time")
 
-    def __init__(self, trace: Trace, reason: str, p99_ms: float, wall_time: float) -> None:
+    def __init__(
+        self, trace: Trace, reason: str, p99_ms: float, wall_time: float, route: str = ""
+    ) -> None:
         self.trace = trace
+        #: The statistics entry the request was counted in (a template, ``<unmatched>`` or
+        #: ``<other>``): findings are counted under it, so their labels stay bounded.
+        self.route = route or trace.route_or_path
         self.reason = reason
         self.p99_ms = p99_ms
         self.wall_time = wall_time
@@ -134,7 +139,7 @@ class SlowSampler:
                 self.dropped += 1
                 return None
             self._tokens -= 1.0
-        sample = Sample(trace, reason, p99 * 1000.0, self.wall())
+        sample = Sample(trace, reason, p99 * 1000.0, self.wall(), rs.route)
         self.samples.append(sample)
         if self.analyze is not None:
             self._pending.append(sample)
@@ -159,7 +164,8 @@ class SlowSampler:
             sample.findings = findings
             done += 1
             if self.on_findings is not None and findings:
-                self.on_findings(sample.trace.route_or_path, [str(f.get("code")) for f in findings])
+                # rs.route, not the raw path: a scanner's slow 404s must not mint new keys.
+                self.on_findings(sample.route, [str(f.get("code")) for f in findings])
 
     def _ensure_thread(self) -> None:
         thread = self._thread
