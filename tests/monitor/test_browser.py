@@ -215,3 +215,58 @@ async def test_the_snippet_is_injected_into_html_pages_only(fresh_runtime: Runti
     assert b"accept-encoding" not in seen[0]  # the page is asked for uncompressed
     assert api.content == b"{}" and seen[1][b"accept-encoding"] == b"gzip"
     assert zipped.content == b"<html></html>"  # encoded: passed through untouched
+
+
+async def test_the_snippet_is_not_put_into_a_304_or_204(fresh_runtime: Runtime) -> None:
+    # Regression: a 304 keeping its text/html type (Starlette's StaticFiles does) got the
+    # snippet as a body, which breaks HTTP/1.1 framing (RFC 9110 §15.4.5: 304 has no body).
+    fresh_runtime.configure(browser_timing=True)
+    mon = Monitor(runtime=fresh_runtime, background=False)
+
+    async def site(scope: Any, receive: Any, send: Any) -> None:
+        status = int(scope["path"].strip("/"))
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"etag", b'"x"')]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    app = MonitorMiddleware(site, monitor=mon, inject_snippet=True)
+    for status in (304, 204):
+        sent.clear()
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": f"/{status}",
+            "query_string": b"",
+            "headers": [(b"accept", b"text/html"), (b"if-none-match", b'"x"')],
+        }
+        await app(scope, receive, send)
+        assert sent[0]["status"] == status
+        assert b"".join(m.get("body", b"") for m in sent[1:]) == b""
+        assert all(k != b"content-length" for k, _ in sent[0]["headers"])
+
+
+async def test_non_ascii_or_huge_content_length_is_not_a_crash() -> None:
+    # Regression: "²" passed str.isdigit and made int() raise inside the endpoint.
+    from io import BytesIO
+
+    from lagless.monitor._asgi import _read_body
+    from lagless.monitor._otel import _host_port
+    from lagless.monitor._wsgi import read_body
+
+    assert read_body({"CONTENT_LENGTH": "\xb2", "wsgi.input": BytesIO(b"x")}, 10) == b""
+    assert read_body({"CONTENT_LENGTH": "9" * 5000, "wsgi.input": BytesIO(b"x")}, 10) is None
+    assert _host_port("example.org:\xb2") == ("example.org", None)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x"}
+
+    scope = {"headers": [(b"content-length", b"9" * 5000)]}
+    assert await _read_body(scope, receive, 10) is None

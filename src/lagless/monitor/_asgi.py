@@ -43,7 +43,11 @@ def _request(scope: Scope, body: bytes) -> Request:
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The request body, or ``None`` once it passes ``limit`` bytes (the rest is not read)."""
     for name, value in scope.get("headers") or ():
-        if name.lower() == b"content-length" and value.isdigit() and int(value) > limit:
+        # More than 20 digits (bytes.isdigit is ASCII-only) is over any limit; int() of a
+        # few thousand digits would raise.
+        if name.lower() == b"content-length" and value.isdigit() and (
+            len(value) > 20 or int(value) > limit
+        ):
             return None
     chunks: list[bytes] = []
     size = 0
@@ -205,7 +209,9 @@ class _SnippetInjector:
             headers = message.get("headers") or []
             ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
             encoded = any(k.lower() == b"content-encoding" for k, _ in headers)
-            if not ctype.startswith(b"text/html") or encoded:
+            # Only a 200 carries the page: a 304 (Starlette's StaticFiles keeps the type on
+            # it) or 204 must stay bodiless (RFC 9110 §15.4.5), a 206 is a byte range.
+            if message.get("status") != 200 or not ctype.startswith(b"text/html") or encoded:
                 self.passthrough = True
                 await self._send(message)
                 return

@@ -35,7 +35,8 @@ def _host_port(host: str) -> tuple[str, int | None]:
         port = rest[1:] if rest.startswith(":") else ""
     else:
         name, _, port = host.partition(":")
-    return name, int(port) if port.isdigit() else None
+    valid = port.isascii() and port.isdigit() and len(port) <= 5
+    return name, int(port) if valid else None
 
 
 class OTelExporter:

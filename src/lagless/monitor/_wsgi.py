@@ -61,8 +61,11 @@ def read_body(environ: Environ, limit: int) -> bytes | None:
     """At most ``limit`` bytes of the body; ``None`` if it is longer (PEP 3333: read no more
     than CONTENT_LENGTH)."""
     length = environ.get("CONTENT_LENGTH") or ""
-    if not length.isdigit():
+    # ASCII digits only: str.isdigit takes "²", which int() refuses.
+    if not (length.isascii() and length.isdigit()):
         return b""
+    if len(length) > 20:
+        return None
     n = int(length)
     if n > limit:
         return None

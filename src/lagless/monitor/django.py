@@ -74,7 +74,8 @@ def monitor_view(request: Any) -> Any:
     body = b""
     if request.method == "POST":
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > MAX_BODY:
+        valid = length.isascii() and length.isdigit() and len(length) <= 20
+        if not valid or int(length) > MAX_BODY:
             return _to_django(text(413, f"lagless: body larger than {MAX_BODY} bytes"))
         body = request.body
     if not mon.owns(request.path):
