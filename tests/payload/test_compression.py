@@ -97,9 +97,7 @@ def test_small_bodies_and_identity() -> None:
 def test_repeated_header_lines_are_combined() -> None:
     # Regression: a dict of the header pairs kept only the last Vary / Cache-Control line,
     # so "Vary: Accept" was dropped and a no-transform on the first line was not seen.
-    d = plan(
-        headers=[("Content-Type", "application/json"), ("Vary", "Accept"), ("Vary", "Cookie")]
-    )
+    d = plan(headers=[("Content-Type", "application/json"), ("Vary", "Accept"), ("Vary", "Cookie")])
     assert [v for k, v in d.headers or [] if k == "vary"] == ["Accept, Cookie, Accept-Encoding"]
     d = plan(
         headers=[

@@ -45,8 +45,10 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
     for name, value in scope.get("headers") or ():
         # More than 20 digits (bytes.isdigit is ASCII-only) is over any limit; int() of a
         # few thousand digits would raise.
-        if name.lower() == b"content-length" and value.isdigit() and (
-            len(value) > 20 or int(value) > limit
+        if (
+            name.lower() == b"content-length"
+            and value.isdigit()
+            and (len(value) > 20 or int(value) > limit)
         ):
             return None
     chunks: list[bytes] = []
