@@ -231,3 +231,78 @@ def test_analyze_finds_the_n_plus_one_in_an_otlp_export(tmp_path: Path, capsys: 
     assert "n-plus-one" in codes
     assert code == 1
     assert "n-plus-one" in capsys.readouterr().out
+
+
+def _mutations() -> list[Any]:
+    """Every field of a good export replaced by values of the wrong shape."""
+    junk: list[Any] = [None, "x", 7, 1.5, [], {}, [1], {"a": 1}, "9" * 5000]
+    out: list[Any] = [{"resourceSpans": j} for j in junk]
+    out += [{"resourceSpans": [{"resource": j, "scopeSpans": []}]} for j in junk]
+    out += [{"resourceSpans": [{"scopeSpans": j}]} for j in junk]
+    out += [{"resourceSpans": [{"scopeSpans": [j]}]} for j in junk]
+    out += [{"resourceSpans": [{"scopeSpans": [{"spans": j}]}]} for j in junk]
+    good = _request("t1")
+    for key in ("kind", "status", "attributes", "startTimeUnixNano", "spanId", "name"):
+        for j in junk:
+            spans = [dict(s) for s in good]
+            spans[0][key] = j
+            out.append(_doc(spans))
+    for j in junk:  # attribute values of the wrong type where numbers are read
+        spans = [dict(s) for s in good]
+        spans[0]["attributes"] = [
+            {"key": "http.response.status_code", "value": {"stringValue": j}},
+            {"key": "http.response.body.size", "value": {"intValue": j}},
+        ]
+        out.append(_doc(spans))
+    return out
+
+
+@pytest.mark.parametrize("doc", _mutations())
+def test_hostile_exports_give_a_format_error_or_traces_never_a_crash(doc: Any) -> None:
+    # Regression: non-object items raised AttributeError, a list "kind" TypeError, and
+    # non-numeric status codes ValueError, each as a traceback out of `lagless analyze`.
+    try:
+        traces = parse_otlp(json.dumps(doc))
+    except OTLPFormatError:
+        return
+    for t in traces:
+        assert isinstance(t.status, int) and isinstance(t.method, str)
+
+
+def test_cyclic_parent_links_terminate() -> None:
+    # Regression: a reused span id whose parent is its own descendant looped for ever.
+    spans = [
+        _span("t", "a", "", "GET /", 0, 100, kind="SPAN_KIND_SERVER", **{"url.path": "/"}),
+        _span("t", "b", "a", "one", 1, 2),
+        _span("t", "c", "b", "two", 2, 3),
+        _span("t", "b", "c", "again", 3, 4),
+    ]
+    (trace,) = parse_otlp(json.dumps(_doc(spans)))
+    assert sorted(s.name for s in trace.spans) == ["again", "one", "two"]
+
+
+def test_deeply_nested_json_is_a_clear_cli_error(tmp_path: Path, capsys: Any) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    assert main(["analyze", str(deep)]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"method": 5, "path": "/", "spans": []},
+        {"method": "GET", "path": "/", "route": 5, "spans": []},
+        {"method": "GET", "path": "/", "spans": "x"},
+        {"method": "GET", "path": "/", "duration_ms": 1e308, "spans": []},
+        {"method": "GET", "path": "/", "response_headers": {"etag": 1}, "spans": []},
+        {"method": "GET", "path": "/", "spans": [{"kind": "db", "start_ms": "soon"}]},
+    ],
+)
+def test_malformed_lagless_traces_are_a_clear_cli_error(
+    tmp_path: Path, capsys: Any, record: dict[str, Any]
+) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(record))
+    assert main(["analyze", str(path)]) == 2
+    assert f"{path}: " in capsys.readouterr().err

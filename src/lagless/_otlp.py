@@ -82,32 +82,75 @@ def _header_value(value: Any) -> str:
     return ", ".join(str(x) for x in value) if isinstance(value, list) else str(value)
 
 
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OTLPFormatError(f"'{what}' must be a list, got {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise OTLPFormatError(f"each item of '{what}' must be an object")
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An integer attribute, or ``None`` for anything that is not one (exports from other
+    tools are not trusted to be well-typed)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value) if len(value) <= 20 else None
+    return None
+
+
 def iter_spans(doc: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Every span of one ``ExportTraceServiceRequest``, flattened, with its attributes decoded
-    and ``service`` set from the resource."""
+    and ``service`` set from the resource. Raises :class:`OTLPFormatError` on anything that
+    does not have OTLP's shape, never another exception."""
     if not is_otlp(doc):
         raise OTLPFormatError("not an OTLP/JSON trace export (no 'resourceSpans')")
-    for rs in doc.get("resourceSpans") or doc.get("resource_spans") or ():
-        resource = _attributes((rs.get("resource") or {}).get("attributes", ()))
+    for rs in _list(doc.get("resourceSpans") or doc.get("resource_spans"), "resourceSpans"):
+        rs = _mapping(rs, "resourceSpans")
+        try:
+            resource = _attributes((rs.get("resource") or {}).get("attributes", ()))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise OTLPFormatError(f"malformed resource: {exc}") from None
         service = resource.get("service.name")
-        scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()
-        for ss in scopes:
-            for span in ss.get("spans") or ():
+        scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")
+        for ss in _list(scopes, "scopeSpans"):
+            ss = _mapping(ss, "scopeSpans")
+            for span in _list(ss.get("spans"), "spans"):
+                span = _mapping(span, "spans")
                 try:
+                    kind = span.get("kind", 0)
+                    status = span.get("status") or {}
                     yield {
                         "trace_id": str(span.get("traceId", "")),
                         "span_id": str(span.get("spanId", "")),
                         "parent": str(span.get("parentSpanId") or ""),
                         "name": str(span.get("name", "")),
-                        "kind": span.get("kind", 0),
+                        "kind": kind if isinstance(kind, int | str) else 0,
                         "start": int(span["startTimeUnixNano"]),
                         "end": int(span["endTimeUnixNano"]),
                         "attrs": _attributes(span.get("attributes", ())),
-                        "status": span.get("status") or {},
+                        "status": status if isinstance(status, Mapping) else {},
                         "service": service,
                     }
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise OTLPFormatError(f"malformed span {span.get('name')!r}: {exc}") from None
+                except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                    name = str(span.get("name"))[:80]
+                    raise OTLPFormatError(f"malformed span {name!r}: {exc}") from None
+
+
+def _code(status: Mapping[str, Any]) -> Any:
+    code = status.get("code")
+    return code if isinstance(code, int | str) else None
 
 
 def _is_asgi_message(span: Mapping[str, Any]) -> bool:
@@ -118,8 +161,8 @@ def _is_asgi_message(span: Mapping[str, Any]) -> bool:
 def _add_child(trace: Trace, span: Mapping[str, Any]) -> None:
     attrs = span["attrs"]
     extra: dict[str, Any] = {}
-    if span["status"].get("code") in _ERROR:
-        extra["error"] = span["status"].get("message") or "error"
+    if _code(span["status"]) in _ERROR:
+        extra["error"] = str(span["status"].get("message") or "error")
     system = _first(attrs, "db.system.name", "db.system")
     if system is not None:
         text = str(_first(attrs, "db.query.text", "db.statement") or span["name"])
@@ -133,9 +176,9 @@ def _add_child(trace: Trace, span: Mapping[str, Any]) -> None:
         elif redact(text) != text:
             # Literals inline: the text itself tells one parameter set from another.
             extra["params_hash"] = hash(text)
-        rows = _first(attrs, "db.response.returned_rows", "db.rows_affected")
+        rows = _int_or_none(_first(attrs, "db.response.returned_rows", "db.rows_affected"))
         if rows is not None:
-            extra["rows"] = int(rows)
+            extra["rows"] = rows
         extra["db.system"] = str(system)
         extra["driver"] = "otel"
         kind = "cache" if str(system) in _CACHE_SYSTEMS else "db"
@@ -144,9 +187,9 @@ def _add_child(trace: Trace, span: Mapping[str, Any]) -> None:
     url = _first(attrs, "url.full", "http.url")
     if span["kind"] in _CLIENT and url is not None:
         method = _first(attrs, "http.request.method", "http.method") or "GET"
-        status = _first(attrs, "http.response.status_code", "http.status_code")
+        status = _int_or_none(_first(attrs, "http.response.status_code", "http.status_code"))
         if status is not None:
-            extra["status"] = int(status)
+            extra["status"] = status
         trace.add_span("http", f"{method} {url}", span["start"], span["end"], extra)
         return
     trace.add_span("custom", span["name"], span["start"], span["end"], extra or None)
@@ -168,10 +211,10 @@ def _request_trace(server: Mapping[str, Any], descendants: list[dict[str, Any]])
         query_string=str(_first(attrs, "url.query") or query),
     )
     trace.duration_ns = server["end"] - server["start"]
-    status = _first(attrs, "http.response.status_code", "http.status_code")
-    trace.status = int(status) if status is not None else 0
-    size = _first(attrs, "http.response.body.size", "http.response_content_length")
-    trace.response_bytes = int(size) if size is not None else 0
+    status = _int_or_none(_first(attrs, "http.response.status_code", "http.status_code"))
+    trace.status = status if status is not None else 0
+    size = _int_or_none(_first(attrs, "http.response.body.size", "http.response_content_length"))
+    trace.response_bytes = size if size is not None else 0
     trace.request_headers = {
         k[len("http.request.header.") :]: _header_value(v)
         for k, v in attrs.items()
@@ -185,8 +228,8 @@ def _request_trace(server: Mapping[str, Any], descendants: list[dict[str, Any]])
     trace.attrs["source"] = "otlp"
     if server.get("service"):
         trace.attrs["service"] = server["service"]
-    if server["status"].get("code") in _ERROR:
-        trace.attrs["error"] = server["status"].get("message") or "error"
+    if _code(server["status"]) in _ERROR:
+        trace.attrs["error"] = str(server["status"].get("message") or "error")
     for child in sorted(descendants, key=lambda s: s["start"]):
         if not _is_asgi_message(child):
             _add_child(trace, child)
@@ -211,13 +254,18 @@ def traces_from_spans(spans: Iterable[dict[str, Any]]) -> list[Trace]:
             roots = [s for s in items if not s["parent"] or s["parent"] not in by_id]
         for root in roots:
             descendants: list[dict[str, Any]] = []
+            # Span ids seen: a hostile or broken export can make the parent links a cycle
+            # (or reuse an id), which would otherwise loop for ever.
+            seen = {root["span_id"]}
             stack = list(children.get(root["span_id"], ()))
             while stack:
                 s = stack.pop()
                 if s["kind"] in _SERVER:
                     continue  # another service's request: a trace of its own
                 descendants.append(s)
-                stack.extend(children.get(s["span_id"], ()))
+                if s["span_id"] not in seen:
+                    seen.add(s["span_id"])
+                    stack.extend(children.get(s["span_id"], ()))
             out.append(_request_trace(root, descendants))
     out.sort(key=lambda t: t.start_ns)
     return out
@@ -228,12 +276,16 @@ def parse_otlp(text: str, *, source: str = "<otlp>") -> list[Trace]:
     docs: list[Any] = []
     try:
         docs.append(json.loads(text))
+    except RecursionError:
+        raise OTLPFormatError(f"{source}: JSON nested too deeply to be a trace export") from None
     except json.JSONDecodeError:
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 docs.append(json.loads(line))
+            except RecursionError:
+                raise OTLPFormatError(f"{source}:{lineno}: JSON nested too deeply") from None
             except json.JSONDecodeError as exc:
                 raise OTLPFormatError(f"{source}:{lineno}: not JSON: {exc.msg}") from None
     spans: list[dict[str, Any]] = []

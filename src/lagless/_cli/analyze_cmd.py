@@ -59,18 +59,58 @@ def load_any(path: str | Path) -> list[Trace]:
         raise LaglessError(f"cannot read {p}: {exc.strerror or exc}") from None
     first = text.lstrip().split("\n", 1)[0]
     try:
-        head: Any = json.loads(text)
-    except json.JSONDecodeError:
         try:
-            head = json.loads(first)
+            head: Any = json.loads(text)
         except json.JSONDecodeError:
-            raise LaglessError(f"{p}: not JSON (expected a lagless or OTLP/JSON export)") from None
-    try:
+            try:
+                head = json.loads(first)
+            except json.JSONDecodeError:
+                raise LaglessError(
+                    f"{p}: not JSON (expected a lagless or OTLP/JSON export)"
+                ) from None
         if is_otlp(head):
             return parse_otlp(text, source=str(p))
-        return [trace_from_dict(d) for d in iter_trace_dicts(text, source=str(p))]
+        return [
+            _lagless_trace(d, f"{p}: trace {i}", trace_from_dict)
+            for i, d in enumerate(iter_trace_dicts(text, source=str(p)), 1)
+        ]
     except (TraceFormatError, OTLPFormatError) as exc:
         raise LaglessError(str(exc)) from None
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's stack: no export looks like that.
+        raise LaglessError(f"{p}: JSON nested too deeply to be a trace export") from None
+
+
+_TEXT_FIELDS = ("method", "path")
+
+
+def _lagless_trace(data: Any, where: str, build: Any) -> Trace:
+    """One exported trace dict as a :class:`Trace`, after checking the types the detectors and
+    the report rely on: a file from elsewhere is input, not trusted (a number where a route
+    belongs would otherwise surface as a traceback from deep inside the report)."""
+    if not isinstance(data, dict):
+        raise LaglessError(f"{where}: must be a JSON object")
+    for key in _TEXT_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            raise LaglessError(f"{where}: {key!r} must be a string")
+    if data.get("route") is not None and not isinstance(data["route"], str):
+        raise LaglessError(f"{where}: 'route' must be a string or null")
+    for key in ("request_headers", "response_headers"):
+        headers = data.get(key)
+        if headers is not None and not (
+            isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+        ):
+            raise LaglessError(f"{where}: {key!r} must map header names to strings")
+    spans = data.get("spans")
+    if spans is not None and not (
+        isinstance(spans, list) and all(isinstance(sp, dict) for sp in spans)
+    ):
+        raise LaglessError(f"{where}: 'spans' must be a list of objects")
+    try:
+        trace: Trace = build(data)
+    except (AttributeError, OverflowError, TypeError, ValueError) as exc:
+        raise LaglessError(f"{where}: malformed trace: {exc}") from None
+    return trace
 
 
 def run(args: argparse.Namespace) -> int:
