@@ -129,6 +129,19 @@ def test_bad_input_is_a_clear_error(argv: list[str], message: str, capsys: Any) 
     assert message in capsys.readouterr().err
 
 
+def test_an_unreachable_server_is_an_error_not_a_clean_report(capsys: Any) -> None:
+    # Regression: with nothing listening, every request failed and the doctor printed
+    # "no findings" with exit code 0, so `--fail-on` passed a CI gate it never examined.
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that was free a moment ago, now closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = main(["doctor", f"http://127.0.0.1:{port}", "--quiet", "--fail-on", "high"])
+    assert code == 2
+    assert "could not exercise" in capsys.readouterr().err
+
+
 def test_analyze_reads_lagless_exports(tmp_path: Path, capsys: Any) -> None:
     from lagless._export import export_traces
 

@@ -198,6 +198,7 @@ async def run(
                 )
             rounds = max(options.warmup, 1) + options.runs
             done = 0
+            answered = 0
 
             def tick(name: str) -> None:
                 nonlocal done
@@ -218,6 +219,8 @@ async def run(
                     failures.append(str(exc))
                     tick(spec.name)
                     return None
+                nonlocal answered
+                answered += 1
                 state.record(spec, resp.status, resp.headers, resp.body)
                 if resp.status >= 500:
                     failures.append(f"{spec.name}: HTTP {resp.status}")
@@ -247,6 +250,11 @@ async def run(
                     first = await one(new, False)
                     if first is None or first.status >= 400:
                         dead.append(new)
+            if not answered:
+                # Nothing answered at all (server down, wrong port): a report of "no
+                # findings" would pass a CI gate on a target that was never examined.
+                reason = failures[0] if failures else "no response"
+                raise LaglessError(f"could not exercise {target.label}: {reason}")
             plan = [s for s in plan if s not in dead]
             if not plan:
                 raise LaglessError("every route the doctor found answered with an error")
