@@ -30,7 +30,10 @@ def test_all_matches_what_is_exported() -> None:
         and not isinstance(value, types.ModuleType)
         and name != "annotations"  # from __future__
     }
+    # The cache, detectors, monitor and payload names load on first use (PEP 562).
+    exported |= set(lagless._LAZY)
     assert set(lagless.__all__) - {"__version__"} == exported
+    assert set(dir(lagless)) >= set(lagless.__all__)
     assert len(set(lagless.__all__)) == len(lagless.__all__)
 
 
@@ -47,3 +50,12 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
         if not (doc and doc.strip()):
             undocumented.append(name)
     assert undocumented == []
+
+
+def test_lazy_names_resolve_and_unknown_names_raise() -> None:
+    import pytest
+
+    for name in lagless._LAZY:
+        assert getattr(lagless, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lagless.nope  # noqa: B018

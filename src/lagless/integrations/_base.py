@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -80,6 +79,10 @@ class Integration:
         dist = cls.distribution
         if dist and dist in MIN_VERSIONS:
             try:
+                # Imported here: importlib.metadata costs ~15 ms at start-up, and only an
+                # integration's install needs it.
+                import importlib.metadata
+
                 version = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 return
