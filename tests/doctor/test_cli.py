@@ -122,6 +122,12 @@ def test_doctor_disable_switches_a_detector_off(app_module: str, tmp_path: Path)
         (["doctor", "x:app", "--runs", "0"], "--runs"),
         (["doctor", "x:app", "--scenario", "missing.toml"], "cannot read scenario"),
         (["analyze", "missing.json"], "cannot read"),
+        (["doctor", "http://[::1"], "bad URL"),
+        (["doctor", "http://host:99999"], "bad URL"),
+        (["doctor", "ftp://host/"], "an http:// URL"),
+        (["bench", "http://[::1", "--rate", "1"], "bad URL"),
+        (["bench", "ftp://host/", "--rate", "1"], "an http:// URL"),
+        (["bench", "http://h:1", "--rate", "1", "--late-tolerance", "-1"], "--late-tolerance"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv: list[str], message: str, capsys: Any) -> None:

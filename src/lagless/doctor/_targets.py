@@ -81,6 +81,8 @@ def _is_asgi(app: Any) -> bool:
 def import_app(spec: str) -> Any:
     """``package.module:attr`` (or ``:factory()``, called with no arguments) -> the object.
     The working directory is importable, as with uvicorn."""
+    if "://" in spec:  # "ftp://...", "htp://...": a URL, but not one lagless can load
+        raise TargetError(f"expected TARGET as 'module:app' or an http:// URL, got {spec!r}")
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise TargetError(f"expected TARGET as 'module:app' or a URL, got {spec!r}")
@@ -235,6 +237,16 @@ def django_target(settings_module: str) -> Target:
 
 
 def url_target(url: str) -> Target:
+    from urllib.parse import urlsplit
+
+    # Checked here so a typo is one clear line, not a traceback from the HTTP client.
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise TargetError(f"bad URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetError(f"bad URL {url!r}: expected http://host[:port]")
     return Target(label=url, kind="url", base_url=url.rstrip("/"))
 
 

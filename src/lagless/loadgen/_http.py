@@ -279,7 +279,11 @@ class HttpPool:
     """
 
     def __init__(self, base_url: str, *, max_connections: int = 1000, timeout: float = 30.0):
-        parts = urlsplit(base_url)
+        try:
+            parts = urlsplit(base_url)
+            port = parts.port
+        except ValueError as exc:  # "http://[::1", "http://h:99999"
+            raise LaglessError(f"bad URL {base_url!r}: {exc}") from None
         if parts.scheme != "http":
             raise LaglessError(
                 f"lagless bench speaks plain HTTP/1.1 to a base URL (http://host:port), got "
@@ -288,7 +292,7 @@ class HttpPool:
         if not parts.hostname:
             raise LaglessError(f"no host in {base_url!r}")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = port or 80
         self.host_header = parts.netloc
         self.prefix = parts.path.rstrip("/")
         self.max_connections = max(1, max_connections)

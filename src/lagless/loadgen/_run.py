@@ -65,6 +65,9 @@ class BenchOptions:
             raise LaglessError("--warmup must be >= 0")
         if self.timeout <= 0:
             raise LaglessError("--timeout must be > 0")
+        if self.late_tolerance_ms < 0:
+            # Every send would count as late and the run would always be "invalid".
+            raise LaglessError("--late-tolerance must be >= 0")
         return LoadOptions(
             stages=stages,
             users=self.users or 0,
