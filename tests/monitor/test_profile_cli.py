@@ -113,3 +113,18 @@ def test_bad_arguments_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert "cannot import" in capsys.readouterr().err
     assert main(["profile", "x:app", "no-slash"]) == 2
     assert main(["profile", "x:app", "/x", "-H", "nocolon"]) == 2
+
+
+def test_unreachable_server_and_non_app_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression: both ended in a traceback from httpx instead of `lagless: error: ...`.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["profile", f"http://127.0.0.1:{port}", "/", "--token", "t" * 24]) == 2
+    assert "ConnectError" in capsys.readouterr().err
+    assert main(["profile", "json:dumps", "/"]) == 2
+    assert "calling the app failed" in capsys.readouterr().err

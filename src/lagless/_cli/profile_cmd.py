@@ -94,12 +94,24 @@ def run(args: argparse.Namespace) -> int:
                 "profiling a server needs its profile_token: --token or LAGLESS_PROFILE_TOKEN"
             )
         flagged = _flag(request, token, args.format)
-        with httpx.Client(base_url=args.target.rstrip("/"), timeout=120) as client:
-            for _ in range(max(args.warmup, 0)):
-                client.request(**request)
-            response = client.request(**flagged)
+        try:
+            with httpx.Client(base_url=args.target.rstrip("/"), timeout=120) as client:
+                for _ in range(max(args.warmup, 0)):
+                    client.request(**request)
+                response = client.request(**flagged)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise LaglessError(f"{args.target}: {type(exc).__name__}: {exc}") from None
     else:
-        response = asyncio.run(_in_process(args.target, request, args.format, args.warmup))
+        try:
+            response = asyncio.run(_in_process(args.target, request, args.format, args.warmup))
+        except LaglessError:
+            raise
+        except Exception as exc:
+            # The app raised out of the ASGI/WSGI call (or is not an app at all, as with
+            # `json:dumps`): say so in one line rather than through the HTTP client's stack.
+            raise LaglessError(
+                f"{args.target}: calling the app failed: {type(exc).__name__}: {exc}"
+            ) from None
     return _save(response, output, args.format)
 
 
