@@ -148,6 +148,27 @@ def test_an_unreachable_server_is_an_error_not_a_clean_report(capsys: Any) -> No
     assert "could not exercise" in capsys.readouterr().err
 
 
+def test_an_app_raising_out_of_its_call_is_reported_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # Regression: a bare WSGI app raising before start_response escaped httpx's transport
+    # and the run ended in a traceback.
+    name = f"brokenapp_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "def app(environ, start_response):\n    raise RuntimeError('db is down')\n"
+    )
+    (tmp_path / "s.toml").write_text('[[requests]]\npath = "/x"\n')
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["doctor", f"{name}:app", "--scenario", "s.toml", "--quiet"])
+    finally:
+        sys.modules.pop(name, None)
+        if str(tmp_path) in sys.path:
+            sys.path.remove(str(tmp_path))
+    assert code == 2
+    assert "the app raised RuntimeError: db is down" in capsys.readouterr().err
+
+
 def test_analyze_reads_lagless_exports(tmp_path: Path, capsys: Any) -> None:
     from lagless._export import export_traces
 

@@ -153,6 +153,15 @@ class Driver:
                 )
         except self._httpx.HTTPError as exc:
             raise TargetError(f"{req.method} {req.url}: {exc}") from None
+        except Exception as exc:
+            if self.target.kind == "url":
+                raise
+            # An in-process app can raise straight out of its call (httpx's WSGI transport
+            # does not catch that, nor anything thrown outside the framework's own handler):
+            # a failed request of the run, reported with the others, not a crash of the run.
+            raise TargetError(
+                f"{req.method} {req.url}: the app raised {type(exc).__name__}: {exc}"
+            ) from None
         elapsed = time.perf_counter_ns() - start
         return Response(
             status=resp.status_code,
