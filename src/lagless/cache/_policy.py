@@ -61,6 +61,11 @@ class CachePolicy:
     / ``vary_on_cookie`` say so, and then the header's value (hashed) is part of the key, so one
     user's response is never served to another.
 
+    ``vary``: request header names the route's responses vary on (e.g. ``("accept",)`` for a
+    route that negotiates JSON or MessagePack). They are added to every response's ``Vary``,
+    to the cache key, and to the 304s answered from validators *before* the handler runs,
+    which must carry the Vary the 200 would have (RFC 9110 §15.4.5).
+
     Validators: ``etag`` and ``last_modified`` are callables of a :class:`RequestInfo` (sync or
     async) returning the current ETag (a string, quoted or not) / modification time (datetime or
     Unix seconds), or None when unknown. With them a conditional GET is answered 304 before the
@@ -80,6 +85,7 @@ class CachePolicy:
     ttl: float | None = None
     vary_on_cookie: bool = False
     vary_on_authorization: bool = False
+    vary: tuple[str, ...] = ()
     etag: Callable[[RequestInfo], str | Awaitable[str | None] | None] | None = None
     last_modified: (
         Callable[[RequestInfo], datetime | float | Awaitable[datetime | float | None] | None] | None
@@ -93,6 +99,14 @@ class CachePolicy:
                 raise ValueError(f"CachePolicy.{name} must be a non-negative integer of seconds")
         if self.ttl is not None and self.ttl <= 0:
             raise ValueError("CachePolicy.ttl must be positive")
+        given: Any = self.vary
+        if isinstance(given, str):
+            raise TypeError("CachePolicy.vary is a tuple of header names, e.g. ('accept',)")
+        vary = tuple(sorted({name.strip().lower() for name in self.vary if name.strip()}))
+        if "*" in vary:
+            # RFC 9110 §12.5.5: Vary: * makes every response unusable for a cache; say no_store.
+            raise ValueError("CachePolicy.vary cannot hold '*' (use no_store=True)")
+        object.__setattr__(self, "vary", vary)
         object.__setattr__(self, "_header", self._render())
 
     def _render(self) -> str | None:

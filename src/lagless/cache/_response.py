@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
 from lagless.cache._conditional import (
     GET_HEAD,
@@ -108,12 +108,24 @@ def parse_vary(value: str | None) -> list[str]:
 
 def normalize_query(query: str) -> str:
     """Query parameters in a canonical order, so ``?b=2&a=1`` and ``?a=1&b=2`` share an entry.
-    Parameters are sorted by name only (a stable sort): repeated values keep their order, since
-    ``?sort=a&sort=b`` may well mean something else than ``?sort=b&sort=a``. Values keep their
-    case; blank values are kept (``?a=`` is not ``?``)."""
+
+    Only the order changes; every member keeps its raw bytes, so queries the app could tell
+    apart never share an entry: ``?a=%ff`` and ``?a=%fe`` (which both decode to U+FFFD),
+    ``?a=%20`` and ``?a=+`` stay distinct. Members are sorted by their *decoded* name with a
+    stable sort, so repeated values keep their order even when one name is spelt
+    percent-encoded (``?a=1&%61=2`` is not ``?%61=2&a=1``): ``?sort=a&sort=b`` may well mean
+    something else than ``?sort=b&sort=a``. Names keep their case; empty members are dropped.
+    """
     if not query:
         return ""
-    return urlencode(sorted(parse_qsl(query, keep_blank_values=True), key=lambda kv: kv[0]))
+    members = [m for m in query.split("&") if m]
+    if len(members) < 2:
+        return members[0] if members else ""
+    return "&".join(sorted(members, key=_decoded_name))
+
+
+def _decoded_name(member: str) -> str:
+    return unquote_plus(member.partition("=")[0], errors="surrogateescape")
 
 
 def _digest(*parts: str) -> str:
@@ -124,12 +136,18 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()
 
 
-def primary_key(method: str, path: str, query: str, host: str = "") -> str:
-    """The key of a URL's entry. The Host is part of it: one app serving several hosts (tenants,
-    locales) must never answer one host with another's page."""
+def primary_key(method: str, path: str, query: str, host: str = "", scheme: str = "http") -> str:
+    """The key of a URL's entry. Scheme and Host are part of it (RFC 9111 §2: the cache key is
+    the target URI): one app serving several hosts (tenants, locales) must never answer one
+    host with another's page, nor an https request with what was built for http (absolute
+    links, HSTS-only content)."""
     # HEAD is answered from the GET entry (RFC 9110 §9.3.2: same header fields as GET).
     return "resp:" + _digest(
-        "GET" if method == "HEAD" else method, host.strip().lower(), path, normalize_query(query)
+        "GET" if method == "HEAD" else method,
+        scheme.lower(),
+        host.strip().lower(),
+        path,
+        normalize_query(query),
     )
 
 
@@ -139,7 +157,11 @@ def _normalize_value(value: str) -> str:
 
 
 def effective_vary(vary: list[str], policy: CachePolicy) -> list[str]:
+    """The response's Vary names plus those the policy adds (``vary``, opted-in credentials)."""
+    if not (policy.vary or policy.vary_on_cookie or policy.vary_on_authorization):
+        return vary
     names = set(vary)
+    names.update(policy.vary)
     if policy.vary_on_cookie:
         names.add("cookie")
     if policy.vary_on_authorization:
@@ -181,6 +203,11 @@ def refusal_reason(status: int, headers: Mapping[str, str]) -> str | None:
     for directive in ("no-store", "private", "no-cache"):
         if directive in directives:
             return directive
+    # RFC 9111 §4.2.1: s-maxage (else max-age) of 0 means stale at once, reusable only after
+    # revalidation, which this cache does not do: the app asked for no reuse.
+    age = directives.get("s-maxage", directives.get("max-age"))
+    if age is not None and age.strip() == "0":
+        return "stale"
     if parse_vary(headers.get("vary")) == ["*"]:
         return "vary-star"
     return None
@@ -220,10 +247,19 @@ class StoredResponse:
     body: bytes
     stored_at: float
     ttl: float
+    #: The route template of the request that filled the entry: a hit never reaches the
+    #: framework's router, and its trace should not be filed under "<unmatched>".
+    route: str | None = None
 
     def encode(self) -> bytes:
         meta = json.dumps(
-            {"s": self.status, "h": self.headers, "t": self.stored_at, "l": self.ttl}
+            {
+                "s": self.status,
+                "h": self.headers,
+                "t": self.stored_at,
+                "l": self.ttl,
+                "r": self.route,
+            }
         ).encode()
         return _LEN.pack(len(meta)) + meta + self.body
 
@@ -251,6 +287,7 @@ def decode_entry(data: bytes) -> StoredResponse | VaryMarker | None:
             data[4 + length :],
             float(meta["t"]),
             float(meta["l"]),
+            route if isinstance(route := meta.get("r"), str) else None,
         )
     except (struct.error, ValueError, KeyError, TypeError):
         return None
@@ -311,7 +348,9 @@ def decorate(
         value = policy_cache_control(policy, personal)
         if value is not None:
             headers.append(("cache-control", value))
-    if policy is not None and (policy.vary_on_cookie or policy.vary_on_authorization):
+    if policy is not None and (
+        policy.vary or policy.vary_on_cookie or policy.vary_on_authorization
+    ):
         have = parse_vary(lower.get("vary"))
         if have != ["*"]:
             wanted = effective_vary(have, policy)

@@ -19,24 +19,32 @@ from typing import Any
 
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
+from lagless.cache._flow import (
+    bypass_status,
+    conclude,
+    current_route,
+    finish_headers,
+    miss_bypass,
+    name_route,
+    pattern_route,
+    plan_store,
+    store_status,
+    stream_headers,
+)
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
     CONDITIONAL_REQUEST_HEADERS,
     Headers,
-    StoredResponse,
-    apply_conditions,
     bypass_reason,
     cache_status,
-    decorate,
     header_dict,
     hit_response,
     precheck,
     primary_key,
-    refusal_reason,
-    storable_headers,
 )
 from lagless.cache._store import ResponseStore
+from lagless.integrations.asgi import default_route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -120,27 +128,22 @@ async def run_finishing(
     chunks: list[bytes] = []
     size = 0
     streaming = False
-
-    def with_extra(headers: Headers) -> Headers:
-        have = {n.lower() for n, _ in headers}
-        return headers + [(n, v) for n, v in extra if n not in have]
+    date = now if add_date else None
 
     async def begin_stream() -> None:
         nonlocal streaming
         streaming = True
         assert start is not None
-        headers = decorate(
+        headers = stream_headers(
             method,
             request_headers,
             start["status"],
-            with_extra(_decode(start.get("headers"))),
-            None,
+            _decode(start.get("headers")),
             policy=policy,
+            extra=extra,
+            status_header=status_header,
+            date=date,
         )
-        if status_header:
-            headers.append(("cache-status", status_header))
-        if add_date:
-            headers = ensure_date(headers, now)
         await send({**start, "headers": _encode(headers)})
 
     async def wrapped(message: Message) -> None:
@@ -172,21 +175,20 @@ async def run_finishing(
             return
         status = start["status"]
         whole = b"".join(chunks)
-        headers = decorate(
+        headers = finish_headers(
             method,
             request_headers,
             status,
-            with_extra(_decode(start.get("headers"))),
+            _decode(start.get("headers")),
             whole,
             policy=policy,
+            extra=extra,
         )
         if on_complete is not None:
-            headers = headers + await on_complete(status, headers, whole)
+            headers += await on_complete(status, headers, whole)
         elif status_header:
             headers.append(("cache-status", status_header))
-        status, headers, whole = apply_conditions(method, request_headers, status, headers, whole)
-        if add_date:
-            headers = ensure_date(headers, now)
+        status, headers, whole = conclude(method, request_headers, status, headers, whole, date)
         await send({**start, "status": status, "headers": _encode(headers)})
         await send({"type": "http.response.body", "body": whole, "more_body": False})
 
@@ -226,6 +228,18 @@ class ConditionalMiddleware:
         self.max_body = max_body
         self.clock = clock
 
+    async def _early(
+        self, match: RouteMatch, scope: Scope, send: Send, headers: dict[str, str], now: float
+    ) -> Headers | None:
+        """Run the route's validators; None when a 304/412 was sent, else the validator
+        headers for the full response."""
+        early, extra = await run_validators(match, scope, scope["method"], headers, now)
+        if early is None:
+            return extra
+        name_route(pattern_route(match))  # the router never runs for this request
+        await _send_whole(send, early[0], early[1], b"", now if self.add_date else None)
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -239,10 +253,10 @@ class ConditionalMiddleware:
         now = self.clock()
         extra: Headers = []
         if match is not None and match.policy.has_validators:
-            early, extra = await run_validators(match, scope, method, headers, now)
-            if early is not None:
-                await _send_whole(send, early[0], early[1], b"", now if self.add_date else None)
+            checked = await self._early(match, scope, send, headers, now)
+            if checked is None:
                 return
+            extra = checked
         await run_finishing(
             self.app,
             scope,
@@ -258,16 +272,19 @@ class ConditionalMiddleware:
         )
 
 
-class ResponseCacheMiddleware:
+class ResponseCacheMiddleware(ConditionalMiddleware):
     """A shared response cache for an ASGI app, per-route policy, safe by default.
 
     Only routes with a policy in ``policies`` are touched. Responses are stored in ``backend``
     (memory by default; a :class:`RedisBackend` shares them across processes), keyed by method,
-    path, normalized query and the request headers the response's ``Vary`` names. Hits carry
-    ``Age`` and ``Cache-Status`` (RFC 9211) and answer conditional requests themselves. Backend
-    failures are misses (fail open). Concurrent misses for one URL in one process wait for the
-    first one's response instead of all reaching the app.
+    scheme, host, path, normalized query and the request headers the response's ``Vary`` names.
+    Hits carry ``Age`` and ``Cache-Status`` (RFC 9211), answer conditional requests themselves,
+    and are filed under the route template stored with the entry. Backend failures are misses
+    (fail open). Concurrent misses for one URL in one process wait for the first one's response
+    instead of all reaching the app.
     """
+
+    policies: CachePolicies
 
     def __init__(
         self,
@@ -279,12 +296,8 @@ class ResponseCacheMiddleware:
         clock: Callable[[], float] = time.time,
         add_date: bool = False,
     ) -> None:
-        self.add_date = add_date
-        self.app = app
-        self.policies = policies
+        super().__init__(app, policies=policies, max_body=max_body, clock=clock, add_date=add_date)
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
-        self.max_body = max_body
-        self.clock = clock
         self._inflight: dict[str, asyncio.Event] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -301,30 +314,23 @@ class ResponseCacheMiddleware:
         now = self.clock()
         extra: Headers = []
         if policy.has_validators:
-            early, extra = await run_validators(match, scope, method, headers, now)
-            if early is not None:
-                await _send_whole(send, early[0], early[1], b"", now if self.add_date else None)
+            checked = await self._early(match, scope, send, headers, now)
+            if checked is None:
                 return
+            extra = checked
+        finishing: dict[str, Any] = {
+            "method": method,
+            "request_headers": headers,
+            "policy": policy,
+            "extra": extra,
+            "max_body": self.max_body,
+            "now": now,
+            "add_date": self.add_date,
+        }
         reason = bypass_reason(method, headers, policy)
         if reason is not None:
-            status_header = (
-                cache_status(hit=False, fwd="method")
-                if reason == "method"
-                else cache_status(hit=False, fwd="bypass", detail=reason)
-            )
             await run_finishing(
-                self.app,
-                scope,
-                receive,
-                send,
-                method=method,
-                request_headers=headers,
-                policy=policy,
-                extra=extra,
-                max_body=self.max_body,
-                now=now,
-                add_date=self.add_date,
-                status_header=status_header,
+                self.app, scope, receive, send, status_header=bypass_status(reason), **finishing
             )
             return
 
@@ -334,6 +340,7 @@ class ResponseCacheMiddleware:
             scope["path"],
             scope.get("query_string", b"").decode("latin-1"),
             headers.get("host", ""),
+            scope.get("scheme", "http"),
         )
         entry, fwd = await self.store.alookup(primary, headers, shape)
         if entry is None and method == "GET":
@@ -342,51 +349,63 @@ class ResponseCacheMiddleware:
                 await waiting.wait()
                 entry, fwd = await self.store.alookup(primary, headers, shape)
         if entry is not None:
+            name_route(entry.route or pattern_route(match))
             status, out, body = hit_response(method, headers, entry, now=self.clock())
             await _send_whole(send, status, out, body, now if self.add_date else None)
+            return
+        reason = miss_bypass(headers)
+        if reason is not None:
+            await run_finishing(
+                self.app, scope, receive, send, status_header=bypass_status(reason), **finishing
+            )
             return
 
         leader = method == "GET" and primary not in self._inflight
         done = asyncio.Event()
         if leader:
             self._inflight[primary] = done
-
-        async def on_complete(status: int, out: Headers, body: bytes) -> Headers:
-            refusal = refusal_reason(status, header_dict(out))
-            if method != "GET":
-                refusal = refusal or "method"
-            ttl = policy.server_ttl
-            if refusal is not None or ttl is None:
-                return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
-            stored_at = self.clock()
-            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
-            ok = await self.store.astore(primary, headers, stored, policy, shape)
-            return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
-
+        # The app sees the request without its conditions; the cache evaluates them against
+        # the full response it stores (RFC 9111 §4.3.2).
         forward = dict(scope)
         forward["headers"] = [
             (n, v)
             for n, v in scope.get("headers") or ()
             if n.decode("latin-1").lower() not in CONDITIONAL_REQUEST_HEADERS
         ]
+
+        async def on_complete(status: int, out: Headers, body: bytes) -> Headers:
+            stored, refusal = plan_store(
+                method,
+                status,
+                out,
+                body,
+                policy=policy,
+                max_body=self.max_body,
+                stored_at=self.clock(),
+                route=current_route() or default_route(forward) or pattern_route(match),
+            )
+            ok = stored is not None and await self.store.astore(
+                primary, headers, stored, policy, shape
+            )
+            return store_status(fwd, refusal, ok)
+
         try:
             await run_finishing(
                 self.app,
                 forward,
                 receive,
                 send,
-                method=method,
-                request_headers=headers,
-                policy=policy,
-                extra=extra,
-                max_body=self.max_body,
-                now=now,
-                add_date=self.add_date,
                 on_complete=on_complete,
                 status_header=cache_status(hit=False, fwd=fwd, detail="streamed"),
                 buffer_streams=True,
+                **finishing,
             )
         finally:
+            # What the router left in the copy (route, endpoint, path params) is what the
+            # tracing middleware outside reads to name the request's route.
+            for key, value in forward.items():
+                if key != "headers":
+                    scope[key] = value
             if leader:
                 del self._inflight[primary]
                 done.set()

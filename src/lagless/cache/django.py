@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,24 +32,30 @@ from django.utils.module_loading import import_string
 
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
+from lagless.cache._flow import (
+    bypass_status,
+    conclude,
+    current_route,
+    finish_headers,
+    miss_bypass,
+    name_route,
+    pattern_route,
+    plan_store,
+    store_status,
+)
 from lagless.cache._memory import MemoryBackend
-from lagless.cache._policy import CachePolicies, CachePolicy
+from lagless.cache._policy import CachePolicies, CachePolicy, RouteMatch
 from lagless.cache._response import (
     Headers,
-    StoredResponse,
-    apply_conditions,
     bypass_reason,
     cache_status,
-    decorate,
-    header_dict,
     hit_response,
     precheck,
     primary_key,
-    refusal_reason,
-    storable_headers,
 )
 from lagless.cache._store import ResponseStore
-from lagless.cache.wsgi import environ_headers, validate
+from lagless.cache.wsgi import DEFAULT_MAX_BODY, SingleFlight, environ_headers, validate
+from lagless.integrations.django._routes import django_route_template
 
 __all__ = ["ConditionalMiddleware", "ResponseCacheMiddleware", "condition"]
 
@@ -99,20 +104,23 @@ def _finish(
     extra: Headers,
     now: float,
     on_complete: Callable[[int, Headers, bytes], Headers] | None = None,
+    status_header: str | None = None,
 ) -> HttpResponseBase:
     status = response.status_code
-    have = {n.lower() for n, _ in response.items()}
-    logic = _logic_headers(response) + [(n, v) for n, v in extra if n not in have]
     body = None if response.streaming else response.content
-    headers = decorate(method, request_headers, status, logic, body, policy=policy)
+    headers = finish_headers(
+        method, request_headers, status, _logic_headers(response), body, policy=policy, extra=extra
+    )
+    if on_complete is not None and body is not None:
+        headers += on_complete(status, headers, body)
+    elif status_header:
+        headers.append(("cache-status", status_header))
     if body is None:
         _apply(response, headers)
         return response
-    if on_complete is not None:
-        headers = headers + on_complete(status, headers, body)
-    new_status, headers, new_body = apply_conditions(method, request_headers, status, headers, body)
-    if _setting("add_date"):
-        headers = ensure_date(headers, now)
+    new_status, headers, new_body = conclude(
+        method, request_headers, status, headers, body, now if _setting("add_date") else None
+    )
     if new_status == status:
         _apply(response, headers)
         return response
@@ -136,6 +144,17 @@ class ConditionalMiddleware:
         self.get_response = get_response
         self.policies = _policies()
 
+    def _early(
+        self, match: RouteMatch, request: HttpRequest, headers: dict[str, str], now: float
+    ) -> HttpResponse | Headers:
+        """Run the route's validators: a 304/412 response, or the validator headers for the
+        full response."""
+        early, extra = validate(match, request.META, request.method or "GET", headers, now)
+        if early is None:
+            return extra
+        name_route(pattern_route(match))  # the view never runs for this request
+        return build(early[0], early[1], b"")
+
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         method = request.method or "GET"
         match = self.policies.match(method, request.path_info) if self.policies else None
@@ -145,28 +164,29 @@ class ConditionalMiddleware:
         now = time.time()
         extra: Headers = []
         if match is not None and match.policy.has_validators:
-            early, extra = validate(match, request.META, method, headers, now)
-            if early is not None:
-                return build(early[0], early[1], b"")
+            checked = self._early(match, request, headers, now)
+            if isinstance(checked, HttpResponse):
+                return checked
+            extra = checked
         response = self.get_response(request)
         return _finish(response, method, headers, match.policy if match else None, extra, now)
 
 
-class ResponseCacheMiddleware:
+class ResponseCacheMiddleware(ConditionalMiddleware):
     """A shared response cache for Django views, per-route policy, safe by default; see
     :class:`lagless.cache.asgi.ResponseCacheMiddleware` for the rules. Cookies set through
     ``response.set_cookie`` count as ``Set-Cookie``: such responses are never stored."""
 
+    policies: CachePolicies
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
-        self.get_response = get_response
-        policies = _policies()
-        if policies is None:
+        super().__init__(get_response)
+        if self.policies is None:
             raise TypeError("ResponseCacheMiddleware needs LAGLESS_CACHE['policies']")
-        self.policies = policies
         backend: CacheBackend | None = _setting("backend")
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), time.time)
-        self._inflight: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+        self.max_body: int = _setting("max_body") or DEFAULT_MAX_BODY
+        self.flight = SingleFlight()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         method = request.method or "GET"
@@ -178,64 +198,67 @@ class ResponseCacheMiddleware:
         now = time.time()
         extra: Headers = []
         if policy.has_validators:
-            early, extra = validate(match, request.META, method, headers, now)
-            if early is not None:
-                return build(early[0], early[1], b"")
+            checked = self._early(match, request, headers, now)
+            if isinstance(checked, HttpResponse):
+                return checked
+            extra = checked
         reason = bypass_reason(method, headers, policy)
         if reason is not None:
-            status_header = (
-                cache_status(hit=False, fwd="method")
-                if reason == "method"
-                else cache_status(hit=False, fwd="bypass", detail=reason)
-            )
             response = self.get_response(request)
-            response["Cache-Status"] = status_header
-            return _finish(response, method, headers, policy, extra, now)
+            return _finish(
+                response, method, headers, policy, extra, now, None, bypass_status(reason)
+            )
 
         shape = "resp:" + match.pattern
         primary = primary_key(
-            method, request.path, request.META.get("QUERY_STRING", ""), headers.get("host", "")
+            method,
+            request.path,
+            request.META.get("QUERY_STRING", ""),
+            headers.get("host", ""),
+            request.scheme or "http",
         )
         entry, fwd = self.store.lookup(primary, headers, shape)
-        if entry is None and method == "GET":
-            with self._lock:
-                waiting = self._inflight.get(primary)
-            if waiting is not None:
-                waiting.wait(timeout=30)
-                entry, fwd = self.store.lookup(primary, headers, shape)
+        if entry is None and method == "GET" and self.flight.wait(primary):
+            entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is not None:
+            name_route(entry.route or pattern_route(match))
             return build(*hit_response(method, headers, entry, now=time.time()))
-
-        done = threading.Event()
-        with self._lock:
-            leader = method == "GET" and primary not in self._inflight
-            if leader:
-                self._inflight[primary] = done
+        reason = miss_bypass(headers)
+        if reason is not None:
+            response = self.get_response(request)
+            return _finish(
+                response, method, headers, policy, extra, now, None, bypass_status(reason)
+            )
 
         def on_complete(status: int, out: Headers, body: bytes) -> Headers:
-            refusal = refusal_reason(status, header_dict(out))
-            if method != "GET":
-                refusal = refusal or "method"
-            ttl = policy.server_ttl
-            if refusal is not None or ttl is None:
-                return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
-            stored_at = time.time()
-            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
-            ok = self.store.store(primary, headers, stored, policy, shape)
-            return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
+            resolved = getattr(request, "resolver_match", None)
+            stored, refusal = plan_store(
+                method,
+                status,
+                out,
+                body,
+                policy=policy,
+                max_body=self.max_body,
+                stored_at=time.time(),
+                route=current_route()
+                or (django_route_template(resolved.route) if resolved is not None else None)
+                or pattern_route(match),
+            )
+            ok = stored is not None and self.store.store(primary, headers, stored, policy, shape)
+            return store_status(fwd, refusal, ok)
 
         # The view sees the request without its conditions; the cache evaluates them against
         # the full response it stores (RFC 9111 §4.3.2).
         saved = {k: request.META.pop(k) for k in list(request.META) if k in _COND_META}
+        leader = method == "GET" and self.flight.lead(primary)
         try:
             response = self.get_response(request)
         finally:
             request.META.update(saved)
             if leader:
-                with self._lock:
-                    del self._inflight[primary]
-                done.set()
-        return _finish(response, method, headers, policy, extra, now, on_complete)
+                self.flight.done(primary)
+        streamed = cache_status(hit=False, fwd=fwd, detail="streamed")
+        return _finish(response, method, headers, policy, extra, now, on_complete, streamed)
 
 
 _COND_META = {

@@ -18,22 +18,28 @@ from typing import Any
 
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
+from lagless.cache._flow import (
+    bypass_status,
+    conclude,
+    current_route,
+    finish_headers,
+    miss_bypass,
+    name_route,
+    pattern_route,
+    plan_store,
+    store_status,
+    stream_headers,
+)
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
     CONDITIONAL_REQUEST_HEADERS,
     Headers,
-    StoredResponse,
-    apply_conditions,
     bypass_reason,
     cache_status,
-    decorate,
-    header_dict,
     hit_response,
     precheck,
     primary_key,
-    refusal_reason,
-    storable_headers,
 )
 from lagless.cache._store import ResponseStore
 
@@ -102,15 +108,27 @@ def run_finishing(
     (a stream) unless ``buffer_streams``, passes through with only its headers touched."""
     captured: dict[str, Any] = {}
     chunks: list[bytes] = []
+    date = now if add_date else None
 
     def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         captured["status"] = status
         captured["headers"] = headers
         return chunks.append  # the legacy write() callable, buffered like the iterable
 
-    def with_extra(headers: Headers) -> Headers:
-        have = {n.lower() for n, _ in headers}
-        return list(headers) + [(n, v) for n, v in extra if n not in have]
+    def pass_through() -> Iterable[bytes]:
+        """Start the response with only its headers touched; stream the body as it comes."""
+        headers = stream_headers(
+            method,
+            request_headers,
+            int(captured["status"][:3]),
+            captured["headers"],
+            policy=policy,
+            extra=extra,
+            status_header=status_header,
+            date=date,
+        )
+        start_response(captured["status"], headers)
+        return _stream(list(chunks), iterator, result)
 
     result = app(environ, capture)
     iterator = iter(result)
@@ -128,100 +146,32 @@ def run_finishing(
     # export): pass it through rather than hold it back. Lists and declared lengths buffer.
     declared = any(n.lower() == "content-length" for n, _ in captured.get("headers", ()))
     if not (declared or exhausted or buffer_streams or isinstance(result, list | tuple)):
-        return _pass_through(
-            captured,
-            chunks,
-            iterator,
-            result,
-            start_response,
-            method=method,
-            request_headers=request_headers,
-            policy=policy,
-            extra=extra,
-            now=now,
-            status_header=status_header,
-            add_date=add_date,
-        )
+        return pass_through()
     try:
+        if size > max_body:  # a first chunk (or write() calls) already over the cap
+            return pass_through()
         for chunk in iterator:
             chunks.append(chunk)
             size += len(chunk)
             if size > max_body:
-                break
-        else:
-            status = int(captured["status"][:3])
-            whole = b"".join(chunks)
-            headers = decorate(
-                method,
-                request_headers,
-                status,
-                with_extra(captured["headers"]),
-                whole,
-                policy=policy,
-            )
-            if on_complete is not None:
-                headers = headers + on_complete(status, headers, whole)
-            elif status_header:
-                headers.append(("cache-status", status_header))
-            new_status, headers, whole = apply_conditions(
-                method, request_headers, status, headers, whole
-            )
-            if add_date:
-                headers = ensure_date(headers, now)
-            line = captured["status"] if new_status == status else status_line(new_status)
-            start_response(line, headers)
-            return [whole]
+                return pass_through()  # too large to buffer: stream it
+        status = int(captured["status"][:3])
+        whole = b"".join(chunks)
+        headers = finish_headers(
+            method, request_headers, status, captured["headers"], whole, policy=policy, extra=extra
+        )
+        if on_complete is not None:
+            headers += on_complete(status, headers, whole)
+        elif status_header:
+            headers.append(("cache-status", status_header))
+        new_status, headers, whole = conclude(method, request_headers, status, headers, whole, date)
+        line = captured["status"] if new_status == status else status_line(new_status)
+        start_response(line, headers)
+        _close(result)
+        return [whole]
     except BaseException:
         _close(result)
         raise
-    # Too large to buffer: stream it.
-    return _pass_through(
-        captured,
-        chunks,
-        iterator,
-        result,
-        start_response,
-        method=method,
-        request_headers=request_headers,
-        policy=policy,
-        extra=extra,
-        now=now,
-        status_header=status_header,
-        add_date=add_date,
-    )
-
-
-def _pass_through(
-    captured: dict[str, Any],
-    chunks: list[bytes],
-    iterator: Iterator[bytes],
-    result: Any,
-    start_response: StartResponse,
-    *,
-    method: str,
-    request_headers: dict[str, str],
-    policy: CachePolicy | None,
-    extra: Headers,
-    now: float,
-    status_header: str | None,
-    add_date: bool,
-) -> Iterable[bytes]:
-    """Start the response with only its headers touched and stream the body as it comes."""
-    have = {n.lower() for n, _ in captured["headers"]}
-    headers = decorate(
-        method,
-        request_headers,
-        int(captured["status"][:3]),
-        list(captured["headers"]) + [(n, v) for n, v in extra if n not in have],
-        None,
-        policy=policy,
-    )
-    if status_header:
-        headers.append(("cache-status", status_header))
-    if add_date:
-        headers = ensure_date(headers, now)
-    start_response(captured["status"], headers)
-    return _stream(list(chunks), iterator, result)
 
 
 def _close(result: Any) -> None:
@@ -260,6 +210,23 @@ class ConditionalWSGIMiddleware:
     def _dated(self, headers: Headers, now: float) -> Headers:
         return ensure_date(headers, now) if self.add_date else headers
 
+    def _early(
+        self,
+        match: RouteMatch,
+        environ: Environ,
+        start_response: StartResponse,
+        headers: dict[str, str],
+        now: float,
+    ) -> Headers | None:
+        """Run the route's validators; None when a 304/412 was started, else the validator
+        headers for the full response."""
+        early, extra = validate(match, environ, environ.get("REQUEST_METHOD", "GET"), headers, now)
+        if early is None:
+            return extra
+        name_route(pattern_route(match))  # the router never runs for this request
+        start_response(status_line(early[0]), self._dated(early[1], now))
+        return None
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
@@ -270,10 +237,10 @@ class ConditionalWSGIMiddleware:
         now = self.clock()
         extra: Headers = []
         if match is not None and match.policy.has_validators:
-            early, extra = validate(match, environ, method, headers, now)
-            if early is not None:
-                start_response(status_line(early[0]), self._dated(early[1], now))
+            checked = self._early(match, environ, start_response, headers, now)
+            if checked is None:
                 return [b""]
+            extra = checked
         return run_finishing(
             self.app,
             environ,
@@ -288,9 +255,11 @@ class ConditionalWSGIMiddleware:
         )
 
 
-class ResponseCacheWSGIMiddleware:
+class ResponseCacheWSGIMiddleware(ConditionalWSGIMiddleware):
     """A shared response cache for a WSGI app, per-route policy, safe by default; see
     :class:`lagless.cache.asgi.ResponseCacheMiddleware` for the rules."""
+
+    policies: CachePolicies
 
     def __init__(
         self,
@@ -302,17 +271,9 @@ class ResponseCacheWSGIMiddleware:
         clock: Callable[[], float] = time.time,
         add_date: bool = False,
     ) -> None:
-        self.add_date = add_date
-        self.app = app
-        self.policies = policies
+        super().__init__(app, policies=policies, max_body=max_body, clock=clock, add_date=add_date)
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
-        self.max_body = max_body
-        self.clock = clock
-        self._inflight: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def _dated(self, headers: Headers, now: float) -> Headers:
-        return ensure_date(headers, now) if self.add_date else headers
+        self.flight = SingleFlight()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -325,84 +286,109 @@ class ResponseCacheWSGIMiddleware:
         now = self.clock()
         extra: Headers = []
         if policy.has_validators:
-            early, extra = validate(match, environ, method, headers, now)
-            if early is not None:
-                start_response(status_line(early[0]), self._dated(early[1], now))
+            checked = self._early(match, environ, start_response, headers, now)
+            if checked is None:
                 return [b""]
+            extra = checked
+        finishing: dict[str, Any] = {
+            "method": method,
+            "request_headers": headers,
+            "policy": policy,
+            "extra": extra,
+            "max_body": self.max_body,
+            "now": now,
+            "add_date": self.add_date,
+        }
         reason = bypass_reason(method, headers, policy)
         if reason is not None:
-            status_header = (
-                cache_status(hit=False, fwd="method")
-                if reason == "method"
-                else cache_status(hit=False, fwd="bypass", detail=reason)
-            )
             return run_finishing(
-                self.app,
-                environ,
-                start_response,
-                method=method,
-                request_headers=headers,
-                policy=policy,
-                extra=extra,
-                max_body=self.max_body,
-                now=now,
-                add_date=self.add_date,
-                status_header=status_header,
+                self.app, environ, start_response, status_header=bypass_status(reason), **finishing
             )
 
         shape = "resp:" + match.pattern
-        full_path = environ.get("SCRIPT_NAME", "") + path
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-        primary = primary_key(method, full_path, environ.get("QUERY_STRING", ""), host)
+        primary = primary_key(
+            method,
+            environ.get("SCRIPT_NAME", "") + path,
+            environ.get("QUERY_STRING", ""),
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            environ.get("wsgi.url_scheme", "http"),
+        )
         entry, fwd = self.store.lookup(primary, headers, shape)
-        if entry is None and method == "GET":
-            with self._lock:
-                waiting = self._inflight.get(primary)
-            if waiting is not None:  # single-flight within the process
-                waiting.wait(timeout=30)
-                entry, fwd = self.store.lookup(primary, headers, shape)
+        if entry is None and method == "GET" and self.flight.wait(primary):
+            entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is not None:
+            name_route(entry.route or pattern_route(match))
             status, out, body = hit_response(method, headers, entry, now=self.clock())
             start_response(status_line(status), self._dated(out, now))
             return [body]
+        reason = miss_bypass(headers)
+        if reason is not None:
+            return run_finishing(
+                self.app, environ, start_response, status_header=bypass_status(reason), **finishing
+            )
 
-        done = threading.Event()
-        with self._lock:
-            leader = method == "GET" and primary not in self._inflight
-            if leader:
-                self._inflight[primary] = done
+        # The app sees the request without its conditions (RFC 9111 §4.3.2).
+        forward = {k: v for k, v in environ.items() if k not in _COND_ENVIRON}
 
         def on_complete(status: int, out: Headers, body: bytes) -> Headers:
-            refusal = refusal_reason(status, header_dict(out))
-            if method != "GET":
-                refusal = refusal or "method"
-            ttl = policy.server_ttl
-            if refusal is not None or ttl is None:
-                return [("cache-status", cache_status(hit=False, fwd=fwd, detail=refusal))]
-            stored_at = self.clock()
-            stored = StoredResponse(status, storable_headers(out, len(body)), body, stored_at, ttl)
-            ok = self.store.store(primary, headers, stored, policy, shape)
-            return [("cache-status", cache_status(hit=False, fwd=fwd, stored=ok))]
+            stored, refusal = plan_store(
+                method,
+                status,
+                out,
+                body,
+                policy=policy,
+                max_body=self.max_body,
+                stored_at=self.clock(),
+                route=current_route() or forward.get("lagless.route") or pattern_route(match),
+            )
+            ok = stored is not None and self.store.store(primary, headers, stored, policy, shape)
+            return store_status(fwd, refusal, ok)
 
-        forward = {k: v for k, v in environ.items() if k not in _COND_ENVIRON}
+        leader = method == "GET" and self.flight.lead(primary)
         try:
             return run_finishing(
                 self.app,
                 forward,
                 start_response,
-                method=method,
-                request_headers=headers,
-                policy=policy,
-                extra=extra,
-                max_body=self.max_body,
-                now=now,
-                add_date=self.add_date,
                 on_complete=on_complete,
                 status_header=cache_status(hit=False, fwd=fwd, detail="streamed"),
                 buffer_streams=True,
+                **finishing,
             )
         finally:
+            if "lagless.route" in forward:  # read by the tracing middleware outside
+                environ["lagless.route"] = forward["lagless.route"]
             if leader:
-                with self._lock:
-                    del self._inflight[primary]
-                done.set()
+                self.flight.done(primary)
+
+
+class SingleFlight:
+    """Concurrent misses for one key in a process: the first (the leader) reaches the app, the
+    others wait for it (bounded: a hung leader delays them 30 s at most) and read its entry."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._inflight: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> bool:
+        """Wait for a leader of ``key`` if there is one; True when there was."""
+        with self._lock:
+            waiting = self._inflight.get(key)
+        if waiting is None:
+            return False
+        waiting.wait(timeout=self.timeout)
+        return True
+
+    def lead(self, key: str) -> bool:
+        """Become the leader for ``key`` unless another request is; call :meth:`done` after."""
+        with self._lock:
+            if key in self._inflight:
+                return False
+            self._inflight[key] = threading.Event()
+            return True
+
+    def done(self, key: str) -> None:
+        with self._lock:
+            event = self._inflight.pop(key)
+        event.set()
