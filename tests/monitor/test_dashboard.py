@@ -43,6 +43,10 @@ def client(mon: Monitor, ip: str = "127.0.0.1", host: str = "localhost:8000") ->
         ("127.0.0.1", {"host": "attacker.example"}, False),  # DNS rebinding
         ("127.0.0.1", {"host": "localhost", "x-forwarded-for": "203.0.113.1"}, False),
         ("127.0.0.1", {"host": "localhost", "forwarded": "for=203.0.113.1"}, False),
+        # Regression: only XFF and Forwarded were checked; nginx setups often send X-Real-IP.
+        ("127.0.0.1", {"host": "localhost", "x-real-ip": "203.0.113.1"}, False),
+        ("127.0.0.1", {"host": "localhost", "via": "1.1 proxy"}, False),
+        ("127.0.0.1", {"host": "localhost", "x-forwarded-host": "shop.example"}, False),
         (None, {"host": "localhost"}, False),
         ("not-an-ip", {"host": "localhost"}, False),
     ],

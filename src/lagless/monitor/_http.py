@@ -21,6 +21,17 @@ from urllib.parse import parse_qs
 MIN_TOKEN_LENGTH: Final = 16
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 COOKIE: Final = "lagless_dashboard"
+#: Headers a reverse proxy adds (RFC 7239 ``Forwarded``, the de-facto ``X-Forwarded-*`` and
+#: nginx's usual ``X-Real-IP``, RFC 9110 §7.6.3 ``Via``): any of them means the loopback peer
+#: is a proxy and the real client may be anywhere.
+_PROXY_HEADERS: Final = (
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+)
 
 # Responses that must never be cached by a shared cache or rendered in a frame.
 SECURITY_HEADERS: Final[tuple[tuple[str, str], ...]] = (
@@ -127,7 +138,8 @@ def is_local(request: Request) -> bool:
             return False
     except ValueError:
         return False
-    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+    headers = request.headers
+    if any(name in headers for name in _PROXY_HEADERS):
         return False
     host = request.headers.get("host", "")
     if host.startswith("["):
