@@ -80,3 +80,17 @@ def test_qvalue_grammar() -> None:
 
 def test_repeated_coding_keeps_highest_q() -> None:
     assert parse_accept_encoding("gzip;q=0.2, gzip;q=0.7") == {"gzip": 0.7}
+
+
+def test_huge_headers_are_clamped_before_caching() -> None:
+    from lagless.payload import _negotiation as neg
+
+    huge = ", ".join(f"x-coding-{i};q=0.1" for i in range(5000)) + ", zstd"
+    assert len(huge) > 10 * neg.MAX_HEADER_CHARS
+    # cut at an element boundary: the tail (zstd) is not seen, the head still parses
+    assert neg.negotiate_encoding(huge, ("zstd", "gzip")) == "identity"
+    assert len(neg.parse_accept_encoding(huge)) < 200
+    accept = "application/json;q=0.5, " + "text/x-" + "a" * 100_000
+    assert neg.negotiate_media_type(accept) == "application/json"
+    for cached in (neg._parse_accept_encoding_cached, neg._negotiate_encoding_cached):
+        assert cached.cache_info().currsize <= 256

@@ -63,7 +63,9 @@ def _split_element(element: str) -> tuple[str, dict[str, str], float] | None:
 
 
 @lru_cache(maxsize=256)
-def parse_accept(header: str) -> tuple[tuple[str, str, tuple[tuple[str, str], ...], float], ...]:
+def _parse_accept_cached(
+    header: str,
+) -> tuple[tuple[str, str, tuple[tuple[str, str], ...], float], ...]:
     """``Accept`` as ``(type, subtype, params, q)`` tuples; malformed elements are dropped."""
     out = []
     for element in header.split(","):
@@ -103,7 +105,7 @@ def _media_quality(
 
 
 @lru_cache(maxsize=256)
-def negotiate_media_type(
+def _negotiate_media_type_cached(
     accept: str | None, offered: tuple[str, ...] = (JSON, MSGPACK)
 ) -> str | None:
     """The offered media type the client prefers, or ``None`` if it accepts none of them.
@@ -121,7 +123,7 @@ def negotiate_media_type(
     """
     if accept is None:
         return offered[0]
-    ranges = list(parse_accept(accept))
+    ranges = list(_parse_accept_cached(accept))
     if not ranges:
         return offered[0]
     ranges = [
@@ -142,7 +144,7 @@ _CODING_ALIASES: Final = {"x-gzip": "gzip"}
 
 
 @lru_cache(maxsize=256)
-def parse_accept_encoding(header: str) -> dict[str, float]:
+def _parse_accept_encoding_cached(header: str) -> dict[str, float]:
     """``Accept-Encoding`` as ``{coding: q}`` (lower-case; malformed elements dropped)."""
     out: dict[str, float] = {}
     for element in header.split(","):
@@ -158,7 +160,9 @@ def parse_accept_encoding(header: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=256)
-def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) -> str | None:
+def _negotiate_encoding_cached(
+    accept_encoding: str | None, available: tuple[str, ...]
+) -> str | None:
     """The content coding to send: one of ``available``, ``"identity"``, or ``None`` when the
     client refuses identity and accepts nothing we offer.
 
@@ -181,7 +185,7 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
     """
     if accept_encoding is None:
         return "identity"
-    prefs = parse_accept_encoding(accept_encoding)
+    prefs = _parse_accept_encoding_cached(accept_encoding)
     if not prefs:
         return "identity"
     star = prefs.get("*")
@@ -203,3 +207,40 @@ def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) 
     if best is not None and best_q >= identity_q:
         return best
     return "identity" if identity_ok else None
+
+
+#: Longest header value parsed. Real Accept/Accept-Encoding values are well under 1 KB; the
+#: parse caches hold 256 entries each, so without a cap a client sending huge distinct headers
+#: could make them hold megabytes. Past the cap the value is cut at an element boundary.
+MAX_HEADER_CHARS: Final = 2048
+
+
+def _clamp(header: str) -> str:
+    if len(header) <= MAX_HEADER_CHARS:
+        return header
+    return header[:MAX_HEADER_CHARS].rpartition(",")[0]
+
+
+def parse_accept(header: str) -> tuple[tuple[str, str, tuple[tuple[str, str], ...], float], ...]:
+    """``Accept`` as ``(type, subtype, params, q)`` tuples; malformed elements are dropped."""
+    return _parse_accept_cached(_clamp(header))
+
+
+def negotiate_media_type(
+    accept: str | None, offered: tuple[str, ...] = (JSON, MSGPACK)
+) -> str | None:
+    """The offered media type the client prefers, or ``None`` if it accepts none of them
+    (see :func:`_negotiate_media_type_cached` for the rules)."""
+    return _negotiate_media_type_cached(None if accept is None else _clamp(accept), offered)
+
+
+def parse_accept_encoding(header: str) -> dict[str, float]:
+    """``Accept-Encoding`` as ``{coding: q}`` (lower-case; malformed elements dropped)."""
+    return _parse_accept_encoding_cached(_clamp(header))
+
+
+def negotiate_encoding(accept_encoding: str | None, available: tuple[str, ...]) -> str | None:
+    """The content coding to send, or ``None`` when the client refuses every one we can send
+    (see :func:`_negotiate_encoding_cached` for the rules of RFC 9110 §12.5.3)."""
+    clamped = None if accept_encoding is None else _clamp(accept_encoding)
+    return _negotiate_encoding_cached(clamped, available)
