@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from lagless._trace import Trace
 from lagless.detectors import analyze
 
 from ._build import add, db, make_trace
@@ -56,3 +57,20 @@ def test_small_loop_lag_is_fine():
     assert analyze([trace], mode="doctor") == []
     trace.attrs["loop_lag_ms"] = 25.0
     assert [f.code for f in analyze([trace], mode="doctor")] == ["blocking-call"]
+
+
+def _lagged(lag_ms: float) -> Trace:
+    trace = Trace("GET", "/x", route="/x", start_ns=0)
+    trace.attrs["loop_lag_ms"] = lag_ms
+    trace.finish(200_000_000)
+    return trace
+
+
+def test_one_stall_among_a_routes_requests_is_the_machines_not_the_routes():
+    # A single 135 ms pause (a GC of a big heap) in one of three requests: not the route.
+    assert analyze([_lagged(135.0), _lagged(0.0), _lagged(1.0)], mode="doctor") == []
+    # The lag in most requests of the route: a potential finding, counting those requests.
+    [finding] = analyze([_lagged(135.0), _lagged(60.0), _lagged(0.0)], mode="doctor")
+    assert finding.code == "blocking-call"
+    assert finding.potential
+    assert finding.requests == 2

@@ -11,10 +11,14 @@ Two kinds of evidence:
   circumstantial (another request, or CPU work, may have held the loop), so that finding is
   "Potential". The threshold is asyncio debug mode's ``slow_callback_duration`` (100 ms) in
   production and 20 ms in doctor runs, where requests run one at a time on an idle machine.
+  Lag alone is judged per route: more than half of the route's requests must show it, because
+  a single stall (a garbage collection of a big heap, another process taking the CPU) is the
+  machine's, not the route's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,16 +36,41 @@ _FIX = (
 )
 
 
-def _blocking(trace: Trace, ctx: Context) -> Iterator[Finding]:
+def _lag(trace: Trace) -> float:
+    return float(trace.attrs.get("loop_lag_ms") or 0.0)
+
+
+def _has_calls(trace: Trace, ctx: Context) -> bool:
+    blocked = [x for x in trace.spans if x.get("on_loop")]
+    if not blocked:
+        return False
+    return ctx.doctor or sum(x.duration_ms for x in blocked) >= ctx.settings.blocking_min_ms
+
+
+def _blocking_calls(trace: Trace, ctx: Context) -> Iterator[Finding]:
+    """Direct evidence, per request: synchronous calls made on the loop's thread."""
+    if _has_calls(trace, ctx):
+        yield from _finding(trace, ctx, has_calls=True)
+
+
+def _blocking_lag(traces: list[Trace], ctx: Context) -> Iterator[Finding]:
+    """Circumstantial evidence, per route: loop lag in most of the route's requests."""
+    s = ctx.settings
+    threshold = s.loop_lag_doctor_ms if ctx.doctor else s.loop_lag_ms
+    quiet = [t for t in traces if not _has_calls(t, ctx)]
+    lagged = [t for t in quiet if _lag(t) >= threshold]
+    if not lagged or len(lagged) * 2 <= len(quiet):
+        return
+    worst = max(lagged, key=_lag)
+    for finding in _finding(worst, ctx, has_calls=False):
+        yield dataclasses.replace(finding, requests=len(lagged))
+
+
+def _finding(trace: Trace, ctx: Context, *, has_calls: bool) -> Iterator[Finding]:
     s = ctx.settings
     blocked = [x for x in trace.spans if x.get("on_loop")]
     blocked_ms = sum(x.duration_ms for x in blocked)
-    lag = float(trace.attrs.get("loop_lag_ms") or 0.0)
-    lag_threshold = s.loop_lag_doctor_ms if ctx.doctor else s.loop_lag_ms
-    has_calls = bool(blocked) and (ctx.doctor or blocked_ms >= s.blocking_min_ms)
-    has_lag = lag >= lag_threshold
-    if not (has_calls or has_lag):
-        return
+    lag = _lag(trace)
     groups: dict[str, list[float]] = {}
     for span in blocked:
         groups.setdefault(f"{span.kind}: {call_label(span)}", []).append(span.duration_ms)
@@ -83,5 +112,6 @@ def _blocking(trace: Trace, ctx: Context) -> Iterator[Finding]:
 register(
     "blocking-call",
     "Synchronous I/O on the event loop's thread, or event-loop lag during the request",
-    per_trace=_blocking,
+    per_trace=_blocking_calls,
+    per_route=_blocking_lag,
 )
