@@ -72,6 +72,30 @@ def plain(request: HttpRequest) -> HttpResponse:
     return HttpResponse("plain body", content_type="text/plain; charset=utf-8")
 
 
+ARTICLE_VERSION: dict[int, int] = {}
+
+
+def article(request: HttpRequest, aid: int) -> HttpResponse:
+    """GET: the article (varies on Accept). POST/PUT: bump it; answer ``?status=`` with the
+    ``?location=`` / ``?content_location=`` given (the invalidation tests)."""
+    if request.method in ("GET", "HEAD"):
+        _count("article")
+        accept = request.headers.get("Accept", "-")
+        body = f"article {aid} v{ARTICLE_VERSION.get(aid, 0)} {accept}"
+        response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+        response["Vary"] = "Accept"
+        return response
+    ARTICLE_VERSION[aid] = ARTICLE_VERSION.get(aid, 0) + 1
+    response = HttpResponse(
+        "done", content_type="text/plain; charset=utf-8", status=int(request.GET.get("status", 200))
+    )
+    if "location" in request.GET:
+        response["Location"] = request.GET["location"]
+    if "content_location" in request.GET:
+        response["Content-Location"] = request.GET["content_location"]
+    return response
+
+
 VERSION = {"value": 3}
 POLICIES = CachePolicies(
     {
@@ -81,6 +105,7 @@ POLICIES = CachePolicies(
         "/login": CachePolicy(max_age=60),
         "/vary-star": CachePolicy(max_age=60),
         "/stream": CachePolicy(max_age=60),
+        "GET /articles/{aid}": CachePolicy(max_age=60),
         "GET /validated": CachePolicy(no_cache=True, etag=lambda r: VERSION["value"]),
         "PUT /validated": CachePolicy(etag=lambda r: VERSION["value"]),
     }
@@ -93,6 +118,7 @@ urlpatterns = [
     path("login", login),
     path("vary-star", vary_star),
     path("stream", stream),
+    path("articles/<int:aid>", article),
     path("validated", plain),
     path("plain", plain),
     path("condition/", index),

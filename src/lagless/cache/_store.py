@@ -3,11 +3,15 @@
 A response without ``Vary`` is stored under its primary key, so a hit is one backend read (one
 GET on Redis). A varying response stores a small marker naming the request headers that select
 it under the primary key and the response itself under the variant key (two reads on a hit).
+Every key is written with its host+path tag (``_invalidate.path_tag``), so an unsafe request
+drops all variants of a path in one ``invalidate_tags`` call (RFC 9111 §4.4) without the hit
+path reading anything more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter_ns as _now
 from typing import Any
 
 from lagless.cache._backend import CacheBackend
@@ -99,11 +103,25 @@ class ResponseStore:
         entry: StoredResponse,
         policy: CachePolicy,
         shape: str,
+        tag: str,
     ) -> bool:
         ok = True
         for key, data in self._plan(primary, headers, entry, policy):
-            ok = self.cache.set(key, data, ttl=entry.ttl, shape=shape) and ok
+            ok = self.cache.set(key, data, ttl=entry.ttl, tags=(tag,), shape=shape) and ok
         return ok
+
+    def invalidate(self, tags: Sequence[str]) -> None:
+        """Drop every entry carrying one of ``tags`` (fail-open, recorded as a span)."""
+        if tags:
+            start = _now()
+            removed = self.cache.invalidate_tags(*tags)
+            self.cache._span("INVALIDATE", start, "resp:invalidate", keys=len(removed))
+
+    async def ainvalidate(self, tags: Sequence[str]) -> None:
+        if tags:
+            start = _now()
+            removed = await self.cache.ainvalidate_tags(*tags)
+            self.cache._span("INVALIDATE", start, "resp:invalidate", keys=len(removed))
 
     async def astore(
         self,
@@ -112,8 +130,9 @@ class ResponseStore:
         entry: StoredResponse,
         policy: CachePolicy,
         shape: str,
+        tag: str,
     ) -> bool:
         ok = True
         for key, data in self._plan(primary, headers, entry, policy):
-            ok = await self.cache.aset(key, data, ttl=entry.ttl, shape=shape) and ok
+            ok = await self.cache.aset(key, data, ttl=entry.ttl, tags=(tag,), shape=shape) and ok
         return ok

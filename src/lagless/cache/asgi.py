@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from lagless._guard import report_internal_error
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._flow import (
@@ -31,6 +32,7 @@ from lagless.cache._flow import (
     store_status,
     stream_headers,
 )
+from lagless.cache._invalidate import SAFE_METHODS, invalidation_tags, path_tag
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
@@ -300,11 +302,38 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
         self._inflight: dict[str, asyncio.Event] = {}
 
+    def _invalidating(self, scope: Scope, send: Send) -> Send:
+        """``send`` that, before a successful answer to an unsafe request leaves, drops what
+        the cache holds for its target URI and same-host Location/Content-Location (RFC 9111
+        §4.4), so the client's next GET cannot be answered with the old representation."""
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                try:
+                    tags = invalidation_tags(
+                        scope["method"],
+                        message["status"],
+                        scheme=scope.get("scheme", "http"),
+                        host=header_dict(scope.get("headers") or ()).get("host", ""),
+                        path=scope["path"],
+                        response_headers=header_dict(message.get("headers") or ()),
+                        policies=self.policies,
+                    )
+                except Exception as exc:
+                    report_internal_error("cache.invalidate", exc)
+                else:
+                    await self.store.ainvalidate(tags)
+            await send(message)
+
+        return wrapped
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         method = scope["method"]
+        if method not in SAFE_METHODS:
+            send = self._invalidating(scope, send)
         match = self.policies.match(method, scope["path"])
         if match is None:
             await self.app(scope, receive, send)
@@ -335,9 +364,10 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
             return
 
         shape = "resp:" + match.pattern
+        path = scope["path"]
         primary = primary_key(
             method,
-            scope["path"],
+            path,
             scope.get("query_string", b"").decode("latin-1"),
             headers.get("host", ""),
             scope.get("scheme", "http"),
@@ -385,7 +415,7 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
                 route=current_route() or default_route(forward) or pattern_route(match),
             )
             ok = stored is not None and await self.store.astore(
-                primary, headers, stored, policy, shape
+                primary, headers, stored, policy, shape, path_tag(headers.get("host", ""), path)
             )
             return store_status(fwd, refusal, ok)
 

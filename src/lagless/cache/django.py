@@ -30,6 +30,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
+from lagless._guard import report_internal_error
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._flow import (
@@ -43,12 +44,14 @@ from lagless.cache._flow import (
     plan_store,
     store_status,
 )
+from lagless.cache._invalidate import SAFE_METHODS, invalidation_tags, path_tag
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RouteMatch
 from lagless.cache._response import (
     Headers,
     bypass_reason,
     cache_status,
+    header_dict,
     hit_response,
     precheck,
     primary_key,
@@ -189,6 +192,33 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
         self.flight = SingleFlight()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self._respond(request)
+        if (request.method or "GET") not in SAFE_METHODS:
+            self._invalidate(request, response)
+        return response
+
+    def _invalidate(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        """After a successful answer to an unsafe request, drop what the cache holds for its
+        target URI and same-host Location/Content-Location (RFC 9111 §4.4)."""
+        try:
+            path = request.path
+            tags = invalidation_tags(
+                request.method or "POST",
+                response.status_code,
+                scheme=request.scheme or "http",
+                host=str(request.META.get("HTTP_HOST", "")),  # as in the key (``_respond``)
+                path=path,
+                response_headers=header_dict(response.items()),
+                policies=self.policies,
+                script_name=path[: len(path) - len(request.path_info)],
+                authority=request._get_raw_host(),
+            )
+        except Exception as exc:
+            report_internal_error("cache.invalidate", exc)
+            return
+        self.store.invalidate(tags)
+
+    def _respond(self, request: HttpRequest) -> HttpResponseBase:
         method = request.method or "GET"
         match = self.policies.match(method, request.path_info)
         if match is None:
@@ -244,7 +274,14 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
                 or (django_route_template(resolved.route) if resolved is not None else None)
                 or pattern_route(match),
             )
-            ok = stored is not None and self.store.store(primary, headers, stored, policy, shape)
+            ok = stored is not None and self.store.store(
+                primary,
+                headers,
+                stored,
+                policy,
+                shape,
+                path_tag(headers.get("host", ""), request.path),
+            )
             return store_status(fwd, refusal, ok)
 
         # The view sees the request without its conditions; the cache evaluates them against

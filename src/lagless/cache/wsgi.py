@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
+from lagless._guard import report_internal_error
 from lagless.cache._backend import CacheBackend
 from lagless.cache._conditional import GET_HEAD, ensure_date
 from lagless.cache._flow import (
@@ -30,6 +31,7 @@ from lagless.cache._flow import (
     store_status,
     stream_headers,
 )
+from lagless.cache._invalidate import SAFE_METHODS, invalidation_tags, path_tag
 from lagless.cache._memory import MemoryBackend
 from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo, RouteMatch
 from lagless.cache._response import (
@@ -37,6 +39,7 @@ from lagless.cache._response import (
     Headers,
     bypass_reason,
     cache_status,
+    header_dict,
     hit_response,
     precheck,
     primary_key,
@@ -61,6 +64,17 @@ def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             out[key.replace("_", "-").lower()] = str(value)
     return out
+
+
+def wsgi_text(value: str) -> str:
+    """A WSGI "native string" (bytes as latin-1, PEP 3333) as the text the bytes spell in
+    UTF-8, the form ASGI and Django give paths in."""
+    return value.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+
+
+def wsgi_host(environ: Mapping[str, Any]) -> str:
+    """The request's Host (``SERVER_NAME`` when the client sent none)."""
+    return str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
 
 
 def status_line(status: int) -> str:
@@ -275,9 +289,37 @@ class ResponseCacheWSGIMiddleware(ConditionalWSGIMiddleware):
         self.store = ResponseStore(backend if backend is not None else MemoryBackend(), clock)
         self.flight = SingleFlight()
 
+    def _invalidating(self, environ: Environ, start_response: StartResponse) -> StartResponse:
+        """``start_response`` that, before a successful answer to an unsafe request starts,
+        drops what the cache holds for its target URI and same-host Location/Content-Location
+        (RFC 9111 §4.4)."""
+
+        def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            try:
+                script = wsgi_text(environ.get("SCRIPT_NAME", ""))
+                tags = invalidation_tags(
+                    environ.get("REQUEST_METHOD", "GET"),
+                    int(status[:3]),
+                    scheme=environ.get("wsgi.url_scheme", "http"),
+                    host=wsgi_host(environ),
+                    path=script + wsgi_text(environ.get("PATH_INFO", "/")),
+                    response_headers=header_dict(headers),
+                    policies=self.policies,
+                    script_name=script,
+                )
+            except Exception as exc:
+                report_internal_error("cache.invalidate", exc)
+            else:
+                self.store.invalidate(tags)
+            return start_response(status, headers, exc_info)
+
+        return wrapped
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
+        if method not in SAFE_METHODS:
+            start_response = self._invalidating(environ, start_response)
         match = self.policies.match(method, path)
         if match is None:
             return self.app(environ, start_response)
@@ -310,8 +352,11 @@ class ResponseCacheWSGIMiddleware(ConditionalWSGIMiddleware):
             method,
             environ.get("SCRIPT_NAME", "") + path,
             environ.get("QUERY_STRING", ""),
-            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            wsgi_host(environ),
             environ.get("wsgi.url_scheme", "http"),
+        )
+        tag = path_tag(
+            wsgi_host(environ), wsgi_text(environ.get("SCRIPT_NAME", "")) + wsgi_text(path)
         )
         entry, fwd = self.store.lookup(primary, headers, shape)
         if entry is None and method == "GET" and self.flight.wait(primary):
@@ -341,7 +386,9 @@ class ResponseCacheWSGIMiddleware(ConditionalWSGIMiddleware):
                 stored_at=self.clock(),
                 route=current_route() or forward.get("lagless.route") or pattern_route(match),
             )
-            ok = stored is not None and self.store.store(primary, headers, stored, policy, shape)
+            ok = stored is not None and self.store.store(
+                primary, headers, stored, policy, shape, tag
+            )
             return store_status(fwd, refusal, ok)
 
         leader = method == "GET" and self.flight.lead(primary)
