@@ -14,7 +14,10 @@ their class after :meth:`SQLite3Integration.uninstall`, but record nothing once 
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
+from collections.abc import Iterator
 from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
@@ -52,6 +55,8 @@ _fetchone = sqlite3.Cursor.fetchone
 _fetchmany = sqlite3.Cursor.fetchmany
 _fetchall = sqlite3.Cursor.fetchall
 _next = sqlite3.Cursor.__next__
+_close = sqlite3.Cursor.close
+_first = operator.itemgetter(0)
 _cursor = sqlite3.Connection.cursor
 
 
@@ -83,15 +88,28 @@ def _traced(
     except BaseException as exc:
         end = _now()
         try:
-            attrs = _attrs(trace, conn, params, many)
-            attrs["error"] = db_error_text(exc)
-            trace.add_span("db", sql if type(sql) is str else str(sql), start, end, attrs)
+            failed = _attrs(trace, conn, params, many)
+            failed["error"] = db_error_text(exc)
+            trace.add_span("db", sql if type(sql) is str else str(sql), start, end, failed)
         except Exception as internal:
             report_internal_error("sqlite3:record", internal)
         raise
     end = _now()
     try:
-        attrs = _attrs(trace, conn, params, many)
+        # ``_attrs`` and ``Trace.add_span`` inlined on this, the success path: two Python
+        # calls fewer a statement (~0.25 µs CPU in a micro-benchmark, ~3x that inside a
+        # request, where the code is colder).
+        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
+        if params:
+            add_params(attrs, params, many)
+        if many:
+            attrs["many"] = True
+        if _fresh and take_new_connection(conn, trace):
+            attrs["new_connection"] = True
+        # A synchronous driver call on a thread running an event loop blocks every task on it.
+        if _get_running_loop() is not None:
+            attrs["on_loop"] = True
+        counting = False
         if not script:
             # Rows: DML/DDL carry sqlite3's own count; rows of a SELECT are counted as they are
             # fetched, by switching the cursor to the counting class (same layout, so
@@ -99,20 +117,24 @@ def _traced(
             if cur.description is None:
                 if cur.rowcount >= 0:
                     attrs["rows"] = cur.rowcount
-                trace.add_span("db", sql if type(sql) is str else str(sql), start, end, attrs)
             else:
                 cls = type(cur)
                 counting = cls is _TracedCursor or cls is _CountingCursor
                 if counting:
                     attrs["rows"] = 0
-                span = trace.add_span(
-                    "db", sql if type(sql) is str else str(sql), start, end, attrs
-                )
-                if counting:
-                    cur.__class__ = _CountingCursor
-                    cur._lagless_span = span
+        spans = trace.spans
+        if len(spans) < trace.max_spans:
+            spans.append(
+                Span("db", sql if type(sql) is str else str(sql), start, end - start, attrs)
+            )
         else:
-            trace.add_span("db", sql if type(sql) is str else str(sql), start, end, attrs)
+            trace.attrs["dropped_spans"] = trace.attrs.get("dropped_spans", 0) + 1
+        if counting:
+            cur.__class__ = _CountingCursor
+            # The attributes dict itself, not the span: the per-row hooks then update it
+            # with one slot read (the span was a second indirection and a None check).
+            cur._lagless_rows = attrs
+            cur._lagless_iter = None
     except Exception as exc:
         report_internal_error("sqlite3:record", exc)
     return cur
@@ -137,11 +159,14 @@ def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
 class _TracedCursor(sqlite3.Cursor):
     """What traced connections' ``cursor()`` returns: records ``execute*`` calls."""
 
-    # A slot, not an instance ``__dict__``: every cursor of a traced connection is one of
+    # Slots, not an instance ``__dict__``: every cursor of a traced connection is one of
     # these, and the dict cost an allocation a cursor (~0.1 µs; the C base has none). Set
-    # before a cursor becomes a :class:`_CountingCursor`, the only class that reads it.
-    __slots__ = ("_lagless_span",)
-    _lagless_span: Span | None
+    # before a cursor becomes a :class:`_CountingCursor`, the only class that reads them:
+    # the recorded span's attributes (``rows`` is counted there) and the pending count of
+    # an iteration in progress.
+    __slots__ = ("_lagless_iter", "_lagless_rows")
+    _lagless_rows: dict[str, Any] | None
+    _lagless_iter: list[Any] | None
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         trace = _get()
@@ -164,21 +189,37 @@ class _TracedCursor(sqlite3.Cursor):
 
 
 class _CountingCursor(_TracedCursor):
-    """A traced cursor holding rows of a recorded statement: fetches add to ``rows``."""
+    """A traced cursor holding rows of a recorded statement: fetches add to ``rows``.
+
+    ``fetchall``/``fetchmany`` add once a call. ``fetchone`` and ``next(cursor)`` need a
+    Python hook a row (the C methods, called unbound, then one dict update). A ``for`` loop
+    over the cursor, the usual way to read many rows, runs at C speed instead: ``__iter__``
+    returns ``zip(rows, itertools.count())`` projected back to the rows (all C iterators, so
+    no Python frame a row, ~0.2 µs a row saved), and the count is added to ``rows`` when the
+    loop ends (a generator chained after the rows), or, for a loop left early, when the
+    cursor is executed again, fetched from or closed. A loop left early on a cursor that is
+    then dropped leaves its rows uncounted: the price of not paying a hook a row.
+    """
 
     __slots__ = ()  # the same layout as _TracedCursor, so ``__class__`` may switch
 
-    # The fetch methods call the C ones unbound and add to the count inline: they run once
-    # a row (``fetchone``, iteration), where ``super()`` and a helper call cost ~0.3 µs.
-
-    def _add(self, n: int) -> None:
-        span = self._lagless_span
-        if span is not None and span.attrs is not None:
-            span.attrs["rows"] = span.attrs.get("rows", 0) + n
-
     def _reset(self) -> None:
-        self._lagless_span = None
+        if self._lagless_iter is not None:
+            self._fold()
+            self._lagless_iter = None
+        self._lagless_rows = None
         self.__class__ = _TracedCursor  # type: ignore[assignment]
+
+    def _fold(self) -> None:
+        """Add the rows a ``for`` loop has read since the last fold to ``rows``."""
+        state = self._lagless_iter
+        attrs = self._lagless_rows
+        if state is None or attrs is None:
+            return
+        # ``count(n)`` is what the counter's repr says; read without advancing it.
+        seen = int(repr(state[0])[6:-1])
+        attrs["rows"] = attrs.get("rows", 0) + seen - state[1]
+        state[1] = seen
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         self._reset()
@@ -192,30 +233,63 @@ class _CountingCursor(_TracedCursor):
         self._reset()
         return _TracedCursor.executescript(self, *args, **kwargs)
 
+    def close(self) -> None:
+        if self._lagless_iter is not None:
+            self._fold()
+        _close(self)
+
+    # The fetch methods call the C ones unbound and add to the count inline: they run once
+    # a row (``fetchone``, ``next``), where ``super()`` and a helper call cost ~0.3 µs.
+
     def fetchone(self) -> Any:
         row = _fetchone(self)
         if row is not None:
-            span = self._lagless_span
-            if span is not None and span.attrs is not None:
-                span.attrs["rows"] = span.attrs.get("rows", 0) + 1
+            attrs = self._lagless_rows
+            if attrs is not None:
+                attrs["rows"] = attrs.get("rows", 0) + 1
         return row
 
     def fetchmany(self, *args: Any, **kwargs: Any) -> list[Any]:
         rows: list[Any] = _fetchmany(self, *args, **kwargs)
-        self._add(len(rows))
+        attrs = self._lagless_rows
+        if attrs is not None:
+            attrs["rows"] = attrs.get("rows", 0) + len(rows)
         return rows
 
     def fetchall(self) -> list[Any]:
         rows: list[Any] = _fetchall(self)
-        self._add(len(rows))
+        attrs = self._lagless_rows
+        if attrs is not None:
+            attrs["rows"] = attrs.get("rows", 0) + len(rows)
         return rows
 
     def __next__(self) -> Any:
         row = _next(self)
-        span = self._lagless_span
-        if span is not None and span.attrs is not None:
-            span.attrs["rows"] = span.attrs.get("rows", 0) + 1
+        attrs = self._lagless_rows
+        if attrs is not None:
+            attrs["rows"] = attrs.get("rows", 0) + 1
         return row
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        if self._lagless_rows is None:
+            return self
+        if self._lagless_iter is not None:
+            self._fold()
+        counter = itertools.count()
+        state = self._lagless_iter = [counter, 0]
+        # map(_next, repeat(self)) is sqlite3's own row iteration (its StopIteration ends
+        # it), zip pairs each row with the counter (pulled only after a row came), and
+        # _first takes the row back out; chain runs _folded once the rows are exhausted.
+        rows = map(_first, zip(map(_next, itertools.repeat(self)), counter, strict=False))
+        return itertools.chain(rows, _folded(self, state))
+
+
+def _folded(cur: _CountingCursor, state: list[Any]) -> Iterator[Any]:
+    """Chained after a counted ``for`` loop's rows: adds the count when the loop ends."""
+    if cur._lagless_iter is state and type(cur) is _CountingCursor:
+        cur._fold()
+        cur._lagless_iter = None
+    yield from ()  # a generator: its body runs when ``chain`` reaches it
 
 
 class _ConnectionMixin:

@@ -186,6 +186,36 @@ def test_cursor_reused_outside_trace_stops_counting(db_path: str) -> None:
     assert span.get("rows") == 3
 
 
+def test_for_loops_counted_at_c_speed(db_path: str, trace: Trace) -> None:
+    """A ``for`` loop over a counted cursor runs on C iterators and adds its rows when the
+    loop ends, is left and the cursor re-executed, or the cursor is closed; mixed with
+    ``fetchone``/``next`` every row read is counted once."""
+    install("sqlite3")
+    conn = sqlite3.connect(db_path)
+    full = conn.execute("SELECT id FROM items")
+    loop = iter(full)
+    assert type(loop).__module__ == "itertools"  # no Python frame a row
+    assert [row[0] for row in loop] == [1, 2, 3]
+    left = conn.cursor()
+    left.execute("SELECT id FROM items")
+    for _row in left:
+        break
+    left.execute("UPDATE items SET name = name WHERE id = 1")  # folds the loop's 1 row
+    mixed = conn.execute("SELECT id FROM items")
+    assert mixed.fetchone() == (1,)
+    assert next(mixed) == (2,)
+    assert list(mixed) == [(3,)]
+    closed = conn.execute("SELECT id FROM items")
+    it = iter(closed)
+    next(it)
+    next(it)
+    closed.close()
+    assert list(iter(conn.execute("SELECT id FROM items WHERE id > 5"))) == []
+    conn.close()
+    spans = db_spans(trace)
+    assert [s.get("rows") for s in spans] == [3, 1, 1, 3, 2, 0]
+
+
 def test_user_factory_kept_and_its_overrides_honoured(db_path: str, trace: Trace) -> None:
     calls: list[str] = []
 
