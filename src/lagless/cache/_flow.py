@@ -20,6 +20,7 @@ from lagless.cache._response import (
     apply_conditions,
     cache_status,
     decorate,
+    freshness_lifetime,
     header_dict,
     refusal_reason,
     storable_headers,
@@ -114,7 +115,8 @@ def plan_store(
 ) -> tuple[StoredResponse | None, str | None]:
     """(entry to store, None) or (None, why not). Bodies over ``max_body`` are never stored,
     even when the app built them in one piece: one huge entry would evict everything else."""
-    refusal = refusal_reason(status, header_dict(headers))
+    lower = header_dict(headers)
+    refusal = refusal_reason(status, lower, stored_at)
     if refusal is None and method != "GET":
         refusal = "method"
     if refusal is None and len(body) > max_body:
@@ -122,6 +124,12 @@ def plan_store(
     ttl = policy.server_ttl
     if refusal is not None or ttl is None:
         return None, refusal
+    if policy.ttl is None:
+        # The response's own lifetime (RFC 9111 §4.2.1: s-maxage, max-age, then Expires) when
+        # it states one: what the app says about this response beats the route's default.
+        lifetime = freshness_lifetime(lower, stored_at)
+        if lifetime is not None:
+            ttl = lifetime
     entry = StoredResponse(
         status, storable_headers(headers, len(body)), body, stored_at, ttl, route
     )

@@ -193,8 +193,30 @@ def bypass_reason(method: str, headers: Mapping[str, str], policy: CachePolicy) 
     return None
 
 
-def refusal_reason(status: int, headers: Mapping[str, str]) -> str | None:
-    """Why a response must not be stored; None when it may. ``headers`` lower-case."""
+def freshness_lifetime(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds a response is fresh for a shared cache, or None when it states no lifetime
+    (RFC 9111 §4.2.1): ``s-maxage``, else ``max-age``, else ``Expires`` minus ``Date`` (``now``
+    when there is no valid Date). An invalid ``Expires`` means already expired (§5.3: e.g.
+    ``Expires: 0``); so does an invalid age argument, the conservative reading."""
+    directives = parse_cache_control(headers.get("cache-control"))
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            arg = (directives[name] or "").strip()
+            return float(arg) if arg.isdigit() else 0.0
+    expires_text = headers.get("expires")
+    if expires_text is None:
+        return None
+    expires = parse_http_date(expires_text)
+    if expires is None:
+        return 0.0
+    date_text = headers.get("date")
+    date = parse_http_date(date_text) if date_text else None
+    return max(0.0, expires - (now if date is None else date))
+
+
+def refusal_reason(status: int, headers: Mapping[str, str], now: float = 0.0) -> str | None:
+    """Why a response must not be stored; None when it may. ``headers`` lower-case; ``now``
+    (Unix time) dates an ``Expires`` when the response has no ``Date``."""
     if status not in CACHEABLE_STATUS:
         return "status"
     if "set-cookie" in headers:
@@ -203,10 +225,11 @@ def refusal_reason(status: int, headers: Mapping[str, str]) -> str | None:
     for directive in ("no-store", "private", "no-cache"):
         if directive in directives:
             return directive
-    # RFC 9111 §4.2.1: s-maxage (else max-age) of 0 means stale at once, reusable only after
-    # revalidation, which this cache does not do: the app asked for no reuse.
-    age = directives.get("s-maxage", directives.get("max-age"))
-    if age is not None and age.strip() == "0":
+    # RFC 9111 §4.2.1: a lifetime of 0 (s-maxage, else max-age, else Expires at or before Date)
+    # means stale at once, reusable only after revalidation, which this cache does not do: the
+    # app asked for no reuse. §5.3: an invalid Expires is a date in the past.
+    lifetime = freshness_lifetime(headers, now)
+    if lifetime is not None and lifetime <= 0:
         return "stale"
     if parse_vary(headers.get("vary")) == ["*"]:
         return "vary-star"
