@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from lagless._server_timing import _server_timing_exact, server_timing
 from lagless._trace import Trace
 
@@ -62,3 +64,23 @@ def test_io_layers_are_reported_in_order() -> None:
         'cache;dur=0.60;desc="2 calls", http;dur=1.00;desc="1 call", '
         'serialize;dur=0.10;desc="1 call", app;dur=1.30, total;dur=3.00'
     )
+
+
+def test_asgi_bytes_path_matches_server_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ASGI middleware formats a trace of sequential queries as bytes itself; every
+    shape with spans gives the same text as :func:`server_timing`."""
+    import lagless.integrations.asgi as asgi_mod
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        t = Trace(start_ns=0)
+        at = rng.randrange(0, 300_000)
+        for _ in range(rng.randrange(1, 5)):
+            kind = rng.choice(("db", "db", "db", "pool", "handler"))
+            dur = rng.randrange(0, 3_000_000)
+            t.add_span(kind, "s", at, at + dur)
+            at += dur + rng.randrange(-100_000, 500_000)
+        now = at + rng.randrange(-2_000_000, 2_000_000)
+        monkeypatch.setattr(asgi_mod, "_now", lambda now=now: now)
+        expected = server_timing(t, now).encode("latin-1")
+        assert asgi_mod._timing_value(t) == expected

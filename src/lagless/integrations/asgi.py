@@ -348,7 +348,30 @@ def _timing_value(trace: Trace) -> bytes:
     else goes through :func:`lagless._server_timing.server_timing`.
     """
     now = _now()
-    if not trace.spans:
+    spans = trace.spans
+    if not spans:
         ms, frac = divmod((now - trace.start_ns) // 10_000, 100)
         return b"app;dur=%d.%02d, total;dur=%d.%02d" % (ms, frac, ms, frac)
-    return server_timing(trace, now).encode("latin-1")
+    # The next most common case, only queries before the headers and none overlapping, is
+    # summed here and formatted straight to bytes, the same text as ``server_timing`` (a
+    # test checks): no second function call, no per-kind dispatch, no ``str.encode``.
+    # One db span: ~1.0 -> ~0.55 µs CPU (micro-benchmark; ~3x that inside a request).
+    db = 0
+    io_end = 0
+    for span in spans:
+        start = span.start_ns
+        if span.kind != "db" or start < io_end:
+            return server_timing(trace, now).encode("latin-1")
+        dur = span.duration_ns
+        io_end = start + dur
+        db += dur
+    total = now - trace.start_ns
+    app = total - db
+    n = len(spans)
+    return b'db;dur=%.2f;desc="%d quer%s", app;dur=%.2f, total;dur=%.2f' % (
+        db / 1e6,
+        n,
+        b"y" if n == 1 else b"ies",
+        (app if app > 0 else 0) / 1e6,
+        total / 1e6,
+    )
