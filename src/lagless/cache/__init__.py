@@ -28,7 +28,12 @@ from lagless.cache._cache import (
 from lagless.cache._conditional import evaluate, parse_etags, strong_etag
 from lagless.cache._decorator import CachedFunction, UnstableKeyError, cached
 from lagless.cache._memory import MemoryBackend
-from lagless.cache._policy import CachePolicies, CachePolicy, RequestInfo
+from lagless.cache._policy import (
+    DEFAULT_CREDENTIAL_HEADERS,
+    CachePolicies,
+    CachePolicy,
+    RequestInfo,
+)
 from lagless.cache._redis import RedisBackend
 from lagless.cache._serialize import (
     JsonSerializer,
@@ -42,6 +47,7 @@ from lagless.cache.asgi import ConditionalMiddleware, ResponseCacheMiddleware
 from lagless.cache.wsgi import ConditionalWSGIMiddleware, ResponseCacheWSGIMiddleware
 
 __all__ = [
+    "DEFAULT_CREDENTIAL_HEADERS",
     "BackendUnavailable",
     "Cache",
     "CacheBackend",

@@ -24,6 +24,19 @@ from typing import Any, NamedTuple
 
 Validator = Callable[["RequestInfo"], Any]
 
+#: Request headers, besides ``Authorization`` and ``Cookie``, that carry credentials in common
+#: APIs. A request carrying one (non-blank) is treated like one with ``Authorization``: its
+#: answer is neither served from nor stored in the shared cache, and gets ``private`` rather
+#: than ``public``/``s-maxage``, unless the route's policy names the header in ``vary`` (then
+#: the header's value, hashed, is part of the key).
+DEFAULT_CREDENTIAL_HEADERS: tuple[str, ...] = (
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+)
+
 
 class RouteMatch(NamedTuple):
     """A request matched to a policy: the policy, captured parameters, and the pattern (used
@@ -61,6 +74,13 @@ class CachePolicy:
     / ``vary_on_cookie`` say so, and then the header's value (hashed) is part of the key, so one
     user's response is never served to another.
 
+    ``credential_headers``: further request headers treated like ``Authorization`` (default
+    :data:`DEFAULT_CREDENTIAL_HEADERS`: ``Proxy-Authorization``, ``X-API-Key``, ``API-Key``,
+    ``X-Auth-Token``, ``X-Access-Token``). Add your own, e.g.
+    ``credential_headers=(*DEFAULT_CREDENTIAL_HEADERS, "x-tenant-token")``. Naming one in
+    ``vary`` opts the route in: such requests are then cached, keyed on the header's value
+    (as ``vary=("authorization",)`` is the same as ``vary_on_authorization=True``).
+
     ``vary``: request header names the route's responses vary on (e.g. ``("accept",)`` for a
     route that negotiates JSON or MessagePack). They are added to every response's ``Vary``,
     to the cache key, and to the 304s answered from validators *before* the handler runs,
@@ -86,11 +106,15 @@ class CachePolicy:
     vary_on_cookie: bool = False
     vary_on_authorization: bool = False
     vary: tuple[str, ...] = ()
+    credential_headers: tuple[str, ...] = DEFAULT_CREDENTIAL_HEADERS
     etag: Callable[[RequestInfo], str | Awaitable[str | None] | None] | None = None
     last_modified: (
         Callable[[RequestInfo], datetime | float | Awaitable[datetime | float | None] | None] | None
     ) = None
     _header: str | None = field(default=None, init=False, repr=False, compare=False)
+    #: Credential headers this route does not opt into: a request carrying one bypasses the
+    #: cache. Precomputed so the per-request check is a few dict lookups.
+    _guarded: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("max_age", "s_maxage", "stale_while_revalidate", "stale_if_error"):
@@ -107,6 +131,21 @@ class CachePolicy:
             # RFC 9110 §12.5.5: Vary: * makes every response unusable for a cache; say no_store.
             raise ValueError("CachePolicy.vary cannot hold '*' (use no_store=True)")
         object.__setattr__(self, "vary", vary)
+        credentials: Any = self.credential_headers
+        if isinstance(credentials, str):
+            raise TypeError("CachePolicy.credential_headers is a tuple of header names")
+        names = tuple(dict.fromkeys(n.strip().lower() for n in credentials if n.strip()))
+        object.__setattr__(self, "credential_headers", names)
+        guarded = [
+            name
+            for name, opted in (
+                ("authorization", self.vary_on_authorization),
+                ("cookie", self.vary_on_cookie),
+            )
+            if not opted
+        ]
+        guarded += [n for n in names if n not in ("authorization", "cookie")]
+        object.__setattr__(self, "_guarded", tuple(n for n in guarded if n not in vary))
         object.__setattr__(self, "_header", self._render())
 
     def _render(self) -> str | None:
@@ -151,6 +190,11 @@ class CachePolicy:
         if self.max_age is not None:
             return float(self.max_age) or None
         return None
+
+    @property
+    def guarded_headers(self) -> tuple[str, ...]:
+        """Request headers carrying credentials this route has not opted into (lower-case)."""
+        return self._guarded
 
     @property
     def has_validators(self) -> bool:

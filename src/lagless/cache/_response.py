@@ -176,17 +176,26 @@ def variant_key(primary: str, vary: list[str], request_headers: Mapping[str, str
     return f"{primary}:v:{_digest(*values)}"
 
 
+def credential_in(headers: Mapping[str, str], policy: CachePolicy) -> str | None:
+    """The first credential header (lower-case name) the request carries and the route did not
+    opt into, or None. A blank header carries no credentials (Django's test client always
+    sends ``Cookie: ``)."""
+    for name in policy.guarded_headers:
+        value = headers.get(name)
+        if value and value.strip():
+            return name
+    return None
+
+
 def bypass_reason(method: str, headers: Mapping[str, str], policy: CachePolicy) -> str | None:
     """Why this request must not be answered from (or stored in) the cache; None when it may."""
     if policy.server_ttl is None:
         return "policy"
     if method not in GET_HEAD:
         return "method"
-    # A blank header carries no credentials (Django's test client always sends "Cookie: ").
-    if headers.get("authorization", "").strip() and not policy.vary_on_authorization:
-        return "authorization"
-    if headers.get("cookie", "").strip() and not policy.vary_on_cookie:
-        return "cookie"
+    reason = credential_in(headers, policy)
+    if reason is not None:
+        return reason
     directives = parse_cache_control(headers.get("cache-control"))
     if "no-store" in directives or "no-cache" in directives:
         return "request"  # RFC 9111 §5.2.1.4-5: the client asked for a fresh answer
@@ -356,16 +365,8 @@ def decorate(
     ETag hashed from the body (GET 200 only, when the app set none and ``body`` is known)."""
     headers = list(headers)
     lower = header_dict(headers)
-    personal = (
-        "set-cookie" in lower
-        or (
-            request_headers.get("authorization", "").strip() != ""
-            and not (policy and policy.vary_on_authorization)
-        )
-        or (
-            request_headers.get("cookie", "").strip() != ""
-            and not (policy and policy.vary_on_cookie)
-        )
+    personal = policy is not None and (
+        "set-cookie" in lower or credential_in(request_headers, policy) is not None
     )
     if "cache-control" not in lower:
         value = policy_cache_control(policy, personal)
