@@ -166,6 +166,14 @@ def test_generator_app_runs_with_its_trace_current_and_finishes_on_close(
     trace = only(fresh_runtime)
     assert [s.name for s in trace.spans] == ["chunk-0", "chunk-1", "chunk-2"]
     assert trace.response_bytes == 6
+    # ``next()`` straight on the body (no ``iter()`` first) reads the same chunks.
+    fresh_runtime.clear()
+    direct = wrapped(dict(env), Server().start_response)
+    chunks = [next(direct), next(direct), next(direct)]  # type: ignore[call-overload]
+    with pytest.raises(StopIteration):
+        next(direct)  # type: ignore[call-overload]
+    assert chunks == [b"x", b"xx", b"xxx"]
+    assert only(fresh_runtime).response_bytes == 6
 
 
 def test_inner_close_is_called_once_and_trace_finished_once(fresh_runtime: Runtime) -> None:

@@ -72,6 +72,7 @@ class _Request:
     """
 
     __slots__ = (
+        "add_timing",
         "digest",
         "done",
         "environ",
@@ -96,6 +97,7 @@ class _Request:
         self.environ = environ
         self.server_start_response = start_response
         self.digest = digest
+        self.add_timing: bool = mw.runtime.server_timing
         self.done = False
         self.server_write: Any = None  # what the server's start_response returned
         self.inner: Iterable[bytes] = ()
@@ -112,9 +114,12 @@ class _Request:
                 trace.status = int(status[:3])  # a try costs nothing on the usual path
             except ValueError:
                 trace.status = 0
-            if self.mw.runtime.server_timing:
+            # The setting read once a request in __init__, and ``Trace.set_response_headers``
+            # inlined: two attribute hops and a method call fewer on every response.
+            if self.add_timing:
                 headers = [*headers, ("Server-Timing", server_timing(trace, _now()))]
-            trace.set_response_headers(headers)
+            trace._raw_response_headers = headers
+            trace._response_headers = None
         except Exception as exc:
             report_internal_error("wsgi:start-response", exc)
         # PEP 3333: exc_info is passed on untouched; if the headers were already sent the
@@ -161,10 +166,38 @@ class _Request:
 
     # -- the body ------------------------------------------------------------------------------
 
-    def __iter__(self) -> _Request:
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        # A generator rather than ``self``: a server's ``for`` loop then resumes a frame a
+        # chunk instead of calling ``__next__`` through the type slot, and the end of the
+        # body is a plain return, where ``__next__`` must raise a StopIteration the loop
+        # then catches (~0.5 µs a request together, Flask bench app).
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[bytes]:
+        trace = self.trace
+        digest = self.digest
+        while True:
+            token = _set(trace)
+            try:
+                it = self.iterator
+                if it is None:
+                    it = self.iterator = iter(self.inner)
+                chunk = next(it, _END)
+            except BaseException as exc:
+                _reset(token)
+                self.fail(exc)
+                raise
+            _reset(token)
+            if chunk is _END:
+                self.finish()
+                return
+            trace.response_bytes += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            yield chunk
 
     def __next__(self) -> bytes:
+        """For a caller that calls ``next()`` on the body without ``iter()`` first."""
         trace = self.trace
         token = _set(trace)
         try:
