@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, MutableMapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
-import lagless
 from lagless.cache import (
     Cache,
     CachePolicies,
@@ -66,10 +64,6 @@ from lagless.payload import (
 )
 
 ISBN_EXAMPLE = isbn_for(42)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class BookItem(msgspec.Struct):
@@ -129,7 +123,11 @@ def policies(db: Database, cache: Cache) -> CachePolicies:
             # deploy's new names are picked up at once (a 304 from its strong ETag otherwise).
             "GET /": CachePolicy(no_cache=True),
             "GET /api/books": CachePolicy(max_age=60, stale_while_revalidate=60),
-            "GET /api/books/by-isbn/{isbn}": CachePolicy(max_age=300, etag=isbn_etag, store=False),
+            # vary=: the 304 answered from isbn_etag before the handler runs must carry the
+            # Vary: Accept the 200 would (RFC 9110 §15.4.5).
+            "GET /api/books/by-isbn/{isbn}": CachePolicy(
+                max_age=300, etag=isbn_etag, store=False, vary=("accept",)
+            ),
             "GET /api/books/{book_id}": CachePolicy(max_age=60, stale_while_revalidate=60),
             "GET /api/reviews/recent": CachePolicy(max_age=15),
             # Computed by a @cached function; a second copy in the response cache would only
@@ -139,37 +137,16 @@ def policies(db: Database, cache: Cache) -> CachePolicies:
     )
 
 
-class RoutedResponseCache(ResponseCacheMiddleware):
-    """lagless's response cache that also names the route of each request it sees.
-
-    A cache hit or a 304 from a validator is answered before FastAPI's router runs, so the
-    instrumentation would find no route in the scope and file the request under
-    ``<unmatched>``; the policy pattern that matched is the route template (the table in
-    :func:`policies` spells them as the router does). The static mount is named the way the
-    Starlette integration names mounts, ``/static/{path}``.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            trace = lagless.current_trace()
-            if trace is not None and trace.route is None:
-                path: str = scope["path"]
-                match = self.policies.match(scope["method"], path)
-                if match is not None:
-                    trace.route = match.pattern.partition(" ")[2]
-                elif path.startswith("/static/"):
-                    trace.route = "/static/{path}"
-        await super().__call__(scope, receive, send)
-
-
 def build(app: FastAPI, db: Database, static_dir: Path) -> None:
     # Added last = outermost: compression wraps the response cache, which therefore stores
     # identity bodies and hashes its ETags from them; compressing weakens them (RFC 9110 §8.8.3).
     # One function cache per app: two example apps in one process (SQLite and PostgreSQL)
     # never share an entry.
     function_cache = Cache(backend=MemoryBackend(max_entries=10_000))
+    # A hit or a validator 304 never reaches the router; the cache files it under the route
+    # stored with the entry (or the policy's pattern), so traces stay named.
     app.add_middleware(
-        RoutedResponseCache, policies=policies(db, function_cache), backend=MemoryBackend()
+        ResponseCacheMiddleware, policies=policies(db, function_cache), backend=MemoryBackend()
     )
     app.add_middleware(CompressionMiddleware)
     built = build_assets(static_dir, cache_dir())
