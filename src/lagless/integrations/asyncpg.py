@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
 from lagless._spans import _suppress_db, db_error_text, record
-from lagless._trace import Trace, _current_trace
+from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
@@ -110,7 +110,29 @@ async def _run(
     except BaseException as exc:
         _statement(trace, query, start, conn, params, many, None, rows_of, exc)
         raise
-    _statement(trace, query, start, conn, params, many, result, rows_of, None)
+    end = _now()
+    # ``_statement`` and ``Trace.add_span`` inlined on the success path, which every traced
+    # query takes: a nine-argument call and a method call fewer (~0.3 µs of the ~1.4 µs a
+    # traced query added; bench/overhead.py drivers section).
+    try:
+        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
+        if params:
+            add_params(attrs, params, many)
+        if many:
+            attrs["many"] = True
+        if _fresh and take_new_connection(conn, trace):
+            attrs["new_connection"] = True
+        rows = rows_of(result)
+        if rows is not None:
+            attrs["rows"] = rows
+        spans = trace.spans
+        if len(spans) < trace.max_spans:
+            name = query if type(query) is str else str(query)
+            spans.append(Span("db", name, start, end - start, attrs))
+        else:
+            trace.attrs["dropped_spans"] = trace.attrs.get("dropped_spans", 0) + 1
+    except Exception as exc:
+        report_internal_error("asyncpg:record", exc)
     return result
 
 

@@ -14,6 +14,7 @@ from lagless._guard import internal_errors, reset_internal_errors  # noqa: E402
 from lagless._runtime import Runtime  # noqa: E402
 from lagless._spans import _suppress_db, params_fingerprint  # noqa: E402
 from lagless._trace import Trace, _current_trace  # noqa: E402
+from lagless.integrations import asyncpg as asyncpg_integration  # noqa: E402
 from lagless.integrations import get_integration  # noqa: E402
 from lagless.integrations._db import rows_from_status  # noqa: E402
 from lagless.integrations.asyncpg import ACQUIRE, RESET  # noqa: E402
@@ -265,6 +266,8 @@ async def test_internal_error_never_fails_the_query(
 
     with tracing() as trace:
         monkeypatch.setattr(Trace, "add_span", broken)
+        # The success path builds its span inline (no add_span): break that too.
+        monkeypatch.setattr(asyncpg_integration, "Span", broken)
         assert await conn.fetchval("SELECT 40 + 2") == 42
         with pytest.raises(asyncpg.DivisionByZeroError):
             await conn.fetchval("SELECT 1 / 0")
