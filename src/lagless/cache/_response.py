@@ -6,9 +6,11 @@ Safe by default, because a shared cache that serves one user's page to another i
 bug a cache can have:
 
 - never stored: responses with ``Set-Cookie``; ``Cache-Control: private``, ``no-store`` or
-  ``no-cache``; ``Vary: *``; answers to requests carrying ``Authorization`` or ``Cookie``
-  unless the route's policy opts in (``vary_on_authorization`` / ``vary_on_cookie``), in which
-  case the header's value, hashed, is part of the key;
+  ``no-cache``; ``Vary: *``; already-stale responses (a zero lifetime, a past or invalid
+  ``Expires``); answers to requests carrying ``Authorization``, ``Cookie`` or another of the
+  policy's ``credential_headers`` unless the route's policy opts in (``vary_on_authorization``,
+  ``vary_on_cookie``, the header named in ``vary``), in which case the header's value, hashed,
+  is part of the key;
 - key = method + path + normalized query + the request headers the response's ``Vary`` names.
 """
 

@@ -283,7 +283,9 @@ class ResponseCacheMiddleware(ConditionalMiddleware):
     Hits carry ``Age`` and ``Cache-Status`` (RFC 9211), answer conditional requests themselves,
     and are filed under the route template stored with the entry. Backend failures are misses
     (fail open). Concurrent misses for one URL in one process wait for the first one's response
-    instead of all reaching the app.
+    instead of all reaching the app. A 2xx/3xx answer to an unsafe request (POST, PUT, PATCH,
+    DELETE) drops every stored variant of its path and of same-host ``Location`` /
+    ``Content-Location`` before it is sent (RFC 9111 §4.4).
     """
 
     policies: CachePolicies
