@@ -274,3 +274,29 @@ def test_postgresql_through_a_django_connection(
     assert select.get("rows") == 2
     assert bad.get("error").startswith('ProgrammingError: column "nope" does not exist')
     assert create.get("new_connection") is True
+
+
+def test_debug_cursor_quote_query_not_recorded(fresh_runtime: Runtime) -> None:
+    """With DEBUG (force_debug_cursor), Django's SQLite backend inlines the parameters of each
+    logged statement with ``SELECT QUOTE(?)`` on the raw connection; that is Django's
+    bookkeeping, not the app's query, and must not be recorded (it showed as an N+1)."""
+    install_integrations(["django", "sqlite3"])
+
+    def run() -> list[str]:
+        trace = Trace("GET", "/debug")
+        token = _current_trace.set(trace)
+        connection.force_debug_cursor = True
+        try:
+            Book.objects.filter(title="x", pages__gte=1).count()
+            assert "'x'" in connection.queries[-1]["sql"]  # Django inlined the parameters
+        finally:
+            connection.force_debug_cursor = False
+            _current_trace.reset(token)
+        return [s.name for s in trace.spans_of("db")]
+
+    names = in_thread(run)
+    assert not any("QUOTE(" in n for n in names), names
+    assert [n for n in names if n.startswith("SELECT COUNT(*)")]
+    # Uninstalling leaves the connection's ops as Django made them.
+    get_integration("django").uninstall()
+    assert "last_executed_query" not in vars(connection.ops)

@@ -19,6 +19,12 @@ context manager removes *its* wrapper with ``list.pop()``, which must not take o
 
 While it records, the wrapper sets ``_suppress_db`` so the driver integration underneath
 (sqlite3, psycopg) does not record the same statement a second time.
+
+With ``DEBUG = True`` (or ``force_debug_cursor``) Django logs each statement after running it,
+through ``connection.ops.last_executed_query``; on SQLite that runs ``SELECT QUOTE(?), ...`` on
+the raw connection to inline the parameters, outside the execute wrappers. Each connection's
+``ops.last_executed_query`` is therefore wrapped to suppress driver spans too: otherwise a
+``startproject`` app doubles its query count and shows a bogus N+1 of ``QUOTE`` selects.
 """
 
 from __future__ import annotations
@@ -100,6 +106,22 @@ class _ExecuteWrapper:
         record(trace, "db", sql, start, end, error=error, **attrs)
 
 
+class _Unrecorded:
+    """``ops.last_executed_query`` with driver spans suppressed (see the module docstring)."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _current_trace.get() is None:
+            return self.method(*args, **kwargs)
+        token = _suppress_db.set(True)
+        try:
+            return self.method(*args, **kwargs)
+        finally:
+            _suppress_db.reset(token)
+
+
 class DjangoDBIntegration(Integration):
     """Record every Django ORM statement as a ``db`` span (see the module docstring).
 
@@ -148,6 +170,9 @@ class DjangoDBIntegration(Integration):
             wrappers = conn.execute_wrappers
             while self.wrapper in wrappers:
                 wrappers.remove(self.wrapper)
+            ops = getattr(conn, "ops", None)
+            if ops is not None and isinstance(vars(ops).get("last_executed_query"), _Unrecorded):
+                del ops.last_executed_query
 
     def _on_connection_created(self, sender: Any, connection: Any = None, **kwargs: Any) -> None:
         if connection is None:
@@ -162,3 +187,7 @@ class DjangoDBIntegration(Integration):
         wrappers = conn.execute_wrappers
         if self.wrapper not in wrappers:
             wrappers.insert(0, self.wrapper)
+        ops = getattr(conn, "ops", None)
+        # An instance attribute on this connection's ops object: the class stays untouched.
+        if ops is not None and not isinstance(vars(ops).get("last_executed_query"), _Unrecorded):
+            ops.last_executed_query = _Unrecorded(ops.last_executed_query)
