@@ -12,6 +12,7 @@ from lagless.doctor._discovery import (
     Endpoint,
     from_django,
     from_flask,
+    from_litestar,
     from_openapi,
     from_starlette,
     merge,
@@ -205,3 +206,31 @@ def test_page_assets_are_same_origin_scripts_styles_and_images() -> None:
     </head><body><img src="/img/logo.svg"><img src="/img/logo.svg"></body></html>"""
     assert page_assets(html) == ["/static/site.3f2a.css", "/static/app.js", "/img/logo.svg"]
     assert page_assets("{not html") == []
+
+
+def test_litestar_routes_without_its_schema_pages() -> None:
+    from litestar import Litestar, get, post
+
+    @get("/hello")
+    async def hello() -> str:
+        return "hi"
+
+    @get("/things/count", sync_to_thread=False)
+    def thing() -> int:
+        return 1
+
+    @post("/things")
+    async def add() -> None:
+        return None
+
+    endpoints = from_litestar(Litestar([hello, thing, add]))
+    # Litestar's /schema, /schema/swagger, /schema/openapi.yaml... are its own, not the app's.
+    assert _keys(endpoints) == {
+        ("GET", "/hello"),
+        ("GET", "/things/count"),
+        ("POST", "/things"),
+    }
+    assert {e.path: e.is_async for e in endpoints if e.method == "GET"} == {
+        "/hello": True,
+        "/things/count": False,
+    }

@@ -178,6 +178,27 @@ def _walk_starlette(routes: Iterable[Any], prefix: str) -> Iterable[Endpoint]:
                 yield Endpoint(method, full, "router", is_async=is_async)
 
 
+def from_litestar(app: Any) -> list[Endpoint]:
+    """Routes of a Litestar app, without the ones Litestar itself adds (the OpenAPI schema and
+    its Swagger/ReDoc/RapiDoc/Elements pages under ``/schema``): their handlers live in
+    ``litestar.*`` modules, and measuring them would bury the app's own routes."""
+    out: list[Endpoint] = []
+    for route in getattr(app, "routes", ()):
+        path = getattr(route, "path", None)
+        if not isinstance(path, str) or path in _DOC_PATHS:
+            continue
+        for handler in getattr(route, "route_handlers", ()):
+            fn = getattr(handler, "fn", None)
+            module = getattr(fn, "__module__", None) or ""
+            if module == "litestar" or module.startswith("litestar."):
+                continue
+            is_async = inspect.iscoroutinefunction(fn) if fn is not None else None
+            for method in sorted(getattr(handler, "http_methods", ()) or ()):
+                if method not in ("HEAD", "OPTIONS"):
+                    out.append(Endpoint(method, path, "router", is_async=is_async))
+    return out
+
+
 _FLASK_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 

@@ -24,6 +24,7 @@ from lagless.doctor._discovery import (
     Endpoint,
     from_django,
     from_flask,
+    from_litestar,
     from_openapi,
     from_starlette,
     merge,
@@ -130,12 +131,7 @@ def app_target(app: Any, label: str) -> Target:
     elif framework == "flask":
         endpoints = from_flask(app)
     elif framework == "litestar":
-        endpoints = [
-            Endpoint(m, getattr(r, "path", ""), "router")
-            for r in getattr(app, "routes", ())
-            for m in sorted(getattr(r, "methods", ()) or ())
-            if m not in ("HEAD", "OPTIONS")
-        ]
+        endpoints = from_litestar(app)
     else:
         endpoints = []
     openapi = getattr(app, "openapi", None)
