@@ -184,3 +184,22 @@ def test_an_app_with_no_route_is_a_clear_error() -> None:
 
     with pytest.raises(LaglessError, match="found no route"):
         asyncio.run(run(resolve_target(Starlette()), RunOptions(runs=1)))
+
+
+def test_client_request_logs_are_silenced_during_the_run(
+    fresh_runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that sets the root logger to INFO (Litestar does by default) must not get one
+    httpx line per doctor request; the loggers' own levels come back afterwards."""
+    import logging
+
+    app, _ = _shop()
+    httpx_logger = logging.getLogger("httpx")
+    httpx_logger.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO):
+            asyncio.run(run(resolve_target(app), RunOptions(runs=1)))
+        assert not [r for r in caplog.records if r.name in ("httpx", "httpcore")]
+        assert httpx_logger.level == logging.INFO
+    finally:
+        httpx_logger.setLevel(logging.NOTSET)

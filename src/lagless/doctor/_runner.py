@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from lagless.doctor._discovery import Endpoint, page_assets
 from lagless.doctor._targets import Target, merged_endpoints
 from lagless.errors import LaglessError
 
+#: The doctor's own HTTP client libraries, whose per-request INFO lines are silenced.
+_CLIENT_LOGGERS = ("httpx", "httpcore")
 _OPENAPI_PATHS = ("/openapi.json", "/schema/openapi.json", "/api/openapi.json")
 
 
@@ -170,6 +173,12 @@ async def run(
     if target.in_process:
         rt.configure(**overrides)
         rt.add_listener(collector)
+    # httpx logs every request at INFO; an app that configures the root logger at INFO
+    # (Litestar does by default) would otherwise print one line per doctor request.
+    quieted = [logging.getLogger(name) for name in _CLIENT_LOGGERS]
+    levels = [lg.level for lg in quieted]
+    for lg in quieted:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
         async with Driver(target, timeout=options.timeout) as driver:
             schema: Any = None
@@ -278,6 +287,8 @@ async def run(
                     await asyncio.gather(*(measured(spec) for spec in plan))
             collector.on = False
     finally:
+        for lg, level in zip(quieted, levels, strict=True):
+            lg.setLevel(level)
         if target.in_process:
             rt.remove_listener(collector)
             rt.configure(config=saved)
