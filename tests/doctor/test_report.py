@@ -146,6 +146,19 @@ def test_terminal_report_lists_findings_and_escapes_markup() -> None:
     assert "name it in [params]" in out  # rich markup in app text is printed, not eaten
     assert "GET /boom: HTTP 500" in out
     assert "Summary: 1 high" in out
+    # Counts agree in number, and evidence times read as the total of all occurrences.
+    assert "6 measured requests over 2 routes" in out
+    assert "Skipped 1 route:" in out
+    assert "3x, 0.1 ms total: SELECT * FROM book WHERE id = ?" in out
+
+
+def test_terminal_report_singular_counts() -> None:
+    report = _report()
+    report.run.traces = report.run.traces[:1]
+    report.routes = report.routes[:1]
+    console = Console(record=True, width=200)
+    report.print(console)
+    assert "1 measured request over 1 route in" in console.export_text()
 
 
 def test_no_findings_says_so() -> None:

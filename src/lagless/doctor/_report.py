@@ -97,13 +97,14 @@ class DoctorReport:
         run = self.run
         if run.source == "analyze":
             console.print(
-                f"[bold]lagless analyze[/] · {escape(run.target)} · {len(run.traces)} traces "
-                f"over {len(self.routes)} routes"
+                f"[bold]lagless analyze[/] · {escape(run.target)} · "
+                f"{plural(len(run.traces), 'trace')} over {plural(len(self.routes), 'route')}"
             )
         else:
             console.print(
-                f"[bold]lagless doctor[/] · {escape(run.target)} · {len(run.traces)} measured "
-                f"requests over {len(self.routes)} routes in {run.elapsed_s:.1f} s"
+                f"[bold]lagless doctor[/] · {escape(run.target)} · "
+                f"{plural(len(run.traces), 'measured request')} over "
+                f"{plural(len(self.routes), 'route')} in {run.elapsed_s:.1f} s"
             )
         if run.limited:
             console.print(
@@ -154,7 +155,7 @@ class DoctorReport:
                 console.print(Text(f"      · … {len(f.evidence) - max_evidence} more", style="dim"))
             console.print(Text("    fix: ", style="green").append(f.fix, style=""))
         if run.skipped:
-            console.print(f"\n[bold]Skipped[/] {len(run.skipped)} route(s):")
+            console.print(f"\n[bold]Skipped[/] {plural(len(run.skipped), 'route')}:")
             for s in run.skipped:
                 console.print(Text(f"  {s.method} {s.route}: {s.reason}"))
         if run.failures:
@@ -174,16 +175,22 @@ def evidence_line(item: dict[str, Any], width: int = 110) -> str:
     if "count" in item:
         parts.append(f"{item['count']}x")
     if "total_ms" in item:
-        parts.append(f"{float(item['total_ms']):.1f} ms")
+        # The time of all ``count`` occurrences together ("5x 20.3 ms" read as 20.3 ms each).
+        parts.append(f"{float(item['total_ms']):.1f} ms total")
     extra = [
         f"{k}={v}"
         for k, v in item.items()
         if k not in ("statement", "call", "name", "count", "total_ms")
     ]
-    line = (" ".join(parts) + " " if parts else "") + what
+    line = (", ".join(parts) + ": " if parts else "") + what
     if extra:
         line += "  (" + ", ".join(extra)[:80] + ")"
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 route``, ``2 routes``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def human_bytes(n: float) -> str:
