@@ -203,3 +203,25 @@ def test_client_request_logs_are_silenced_during_the_run(
         assert httpx_logger.level == logging.INFO
     finally:
         httpx_logger.setLevel(logging.NOTSET)
+
+
+def test_url_target_query_count_comes_from_server_timing() -> None:
+    """A server's spans stay there, but its Server-Timing names the query count: the per-route
+    table shows it instead of 0."""
+    from lagless._scenario import PreparedRequest, RequestSpec
+    from lagless.doctor._client import Response, response_trace
+    from lagless.doctor._stats import route_stats
+
+    req = PreparedRequest(RequestSpec("GET", "/books", "books"), "GET", "/books", (), None)
+    traces = [
+        response_trace(
+            req,
+            "/books",
+            Response(200, {"server-timing": timing}, b"[]", 2, 1_000_000),
+        )
+        for timing in ('db;dur=0.4;desc="21 queries", total;dur=5', 'db;dur=0.1;desc="1 query"')
+    ]
+    assert [t.attrs["queries"] for t in traces] == [21, 1]
+    assert route_stats(traces)[0].mean_queries == 11
+    bare = response_trace(req, "/books", Response(200, {}, b"[]", 2, 1_000_000))
+    assert "queries" not in bare.attrs

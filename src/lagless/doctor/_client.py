@@ -197,6 +197,9 @@ _TIMING_ENTRY = re.compile(r"\s*([!#$%&'*+\-.^_`|~\w]+)((?:\s*;\s*[^,;]+)*)")
 _TIMING_PARAM = re.compile(r";\s*(\w+)\s*=\s*(\"[^\"]*\"|[^;,\s]+)")
 
 
+_QUERY_COUNT = re.compile(r"(\d+) quer(?:y|ies)\b")
+
+
 def parse_server_timing(value: str) -> dict[str, dict[str, Any]]:
     """``db;dur=3.2;desc="4 queries", total;dur=9`` -> ``{"db": {"dur": 3.2, "desc": ...}}``
     (W3C Server Timing; malformed entries are skipped)."""
@@ -244,5 +247,9 @@ def response_trace(req: PreparedRequest, route: str, resp: Response) -> Trace:
     trace.attrs["source"] = "server-timing" if timing else "client"
     if timing:
         trace.attrs["server_timing"] = timing
+        # lagless's own header counts the queries in the db entry's desc ("21 queries").
+        count = _QUERY_COUNT.match(str(timing.get("db", {}).get("desc", "")))
+        if count:
+            trace.attrs["queries"] = int(count.group(1))
     trace.attrs["round_trip_ms"] = round(resp.elapsed_ns / 1e6, 3)
     return trace

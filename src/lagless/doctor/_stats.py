@@ -77,7 +77,7 @@ def route_stats(traces: Iterable[Trace]) -> list[RouteStats]:
                 p95_ms=percentile(durations, 0.95),
                 p99_ms=percentile(durations, 0.99),
                 max_ms=durations[-1],
-                mean_queries=sum(len(t.spans_of("db")) for t in items) / len(items),
+                mean_queries=sum(_queries(t) for t in items) / len(items),
                 mean_bytes=sum(t.response_bytes for t in items) / len(items),
                 statuses=statuses,
                 representative=items[(len(items) - 1) // 2],
@@ -85,3 +85,11 @@ def route_stats(traces: Iterable[Trace]) -> list[RouteStats]:
         )
     rows.sort(key=lambda r: r.p95_ms, reverse=True)
     return rows
+
+
+def _queries(trace: Trace) -> int:
+    """Statements a request ran: its db spans, or for a URL target (no spans) the count the
+    server's Server-Timing header gave."""
+    spans = len(trace.spans_of("db"))
+    count = trace.attrs.get("queries")
+    return count if not spans and isinstance(count, int) else spans
