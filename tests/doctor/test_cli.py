@@ -198,6 +198,34 @@ def test_analyze_reads_lagless_exports(tmp_path: Path, capsys: Any) -> None:
     assert main(["analyze", str(tmp_path / "bad.json")]) == 2
 
 
+def test_analyze_with_no_production_finding_points_to_doctor_mode(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """A laptop's N+1 (microsecond queries) is below the production thresholds: the empty
+    report says so and names --mode doctor, which finds it."""
+    from lagless._export import export_traces
+
+    traces = []
+    for _ in range(3):
+        t = Trace("GET", "/authors", route="/authors", start_ns=0)
+        t.status = 200
+        for i in range(20):
+            start = 1_000_000 + i * 100_000
+            t.add_span(
+                "db", "SELECT * FROM author WHERE id = ?", start, start + 20_000, {"params_hash": i}
+            )
+        t.duration_ns = 4_000_000
+        traces.append(t)
+    path = tmp_path / "traces.json"
+    export_traces(path, traces)
+    assert main(["analyze", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "No findings." in out and "--mode doctor" in out
+    assert main(["analyze", str(path), "--mode", "doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "n-plus-one" in out and "Production thresholds" not in out
+
+
 def test_example_without_action_prints_usage(capsys: Any) -> None:
     assert main(["example"]) == 2
     assert "serve" in capsys.readouterr().out

@@ -142,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
     report = DoctorReport.build(result, findings)
     console = Console()
     report.print(console)
+    if not findings and args.mode == "production":
+        # A laptop's queries take microseconds: its N+1s repeat without costing enough time
+        # for the production thresholds, which is exactly what the count-only mode is for.
+        console.print(
+            "Production thresholds (a problem must repeat and cost time); for traces recorded "
+            "on a laptop or in tests, try [bold]--mode doctor[/] (counts only)."
+        )
     if args.html:
         report.write_html(args.html)
         console.print(f"HTML report: {args.html}")
