@@ -80,3 +80,26 @@ def test_total_merges_routes() -> None:
     assert r.total.histogram.count == 20
     assert isinstance(r, BenchResult)
     assert r.achieved_rate == 2.0
+
+
+def test_terminal_table_keeps_every_figure_on_80_columns() -> None:
+    from rich.console import Console
+
+    from lagless.loadgen._report import result_table
+
+    res = result(
+        {
+            "GET /api/books/by-isbn/{isbn}": [2520.0] * 30,
+            "GET /api/reviews/recent": [301.0] * 30,
+        },
+        errors={"GET /api/reviews/recent": 3},
+    )
+    console = Console(width=80, record=True)
+    console.print(result_table(res))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    # The last columns (p99.9, max, errors) are whole, not cropped or ellipsized.
+    assert "p99.9" in text and "errors" in text and "…" not in text
+    assert "3 (9.1%)" in text and "2.52 s" in text and "301" in text
+    assert '"s": seconds' in text

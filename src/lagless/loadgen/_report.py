@@ -90,18 +90,21 @@ def result_table(result: BenchResult, title: str | None = None) -> Table:
         title_justify="left",
         show_edge=False,
         pad_edge=False,
-        caption="latency in ms",
+        caption='latency in ms ("s": seconds)',
+        padding=(0, 1, 0, 0),  # one space between columns, not two: room for the figures
         caption_justify="left",
     )
     longest = max((len(name) for name in result.routes), default=10)
-    # Route names fold only past 32 characters; the numbers give way first.
-    table.add_column("route", overflow="fold", min_width=min(longest, 32))
-    table.add_column("requests", justify="right")
-    table.add_column("req/s", justify="right")
+    # On a narrow terminal (80 columns, or a CI log) the route names fold onto more lines and
+    # every figure stays whole: a number cut to "4.5" or a column cropped off the edge
+    # (errors) would be read wrongly or not at all.
+    table.add_column("route", overflow="fold", min_width=min(longest, 8))
+    table.add_column("req", justify="right", no_wrap=True)
+    table.add_column("req/s", justify="right", no_wrap=True)
     for _, name in _QS:
-        table.add_column(name, justify="right")
-    table.add_column("max", justify="right")
-    table.add_column("errors", justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("max", justify="right", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
     for stats in result.routes.values():
         table.add_row(*_route_row(stats, result.duration_s))
     if len(result.routes) > 1:
