@@ -20,6 +20,8 @@ from tests.loadgen._synthetic import hist, lognormal, result
 
 def test_min_samples_per_quantile() -> None:
     assert [min_samples(q) for q in (0.5, 0.9, 0.99, 0.999)] == [20, 100, 1000, 10000]
+    # As a budget's "p99.9_ms" or "p95_ms" computes them (pct / 100: float error included).
+    assert [min_samples(p / 100) for p in (99.9, 95.0, 99.99)] == [10000, 200, 100000]
 
 
 def test_a_clear_slowdown_is_a_regression() -> None:

@@ -51,7 +51,9 @@ def min_samples(q: float, min_tail: int = 10) -> int:
     """Requests needed to judge quantile ``q``: ``min_tail`` of them beyond it."""
     if not 0.0 <= q < 1.0:
         raise ValueError(f"quantile must be in [0, 1), got {q}")
-    return math.ceil(min_tail / (1.0 - q) - 1e-9)
+    # The tolerance absorbs float error in q itself: a budget's "p99.9" parses as
+    # 99.9 / 100 = 0.9990000000000001, whose tail 10 / (1 - q) is 10000.0000001, not 10000.
+    return math.ceil(min_tail / (1.0 - q) - 1e-6)
 
 
 def value_at_rank(h: ExpHistogram, rank: float) -> float:
