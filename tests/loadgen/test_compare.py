@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pytest
 
@@ -161,3 +162,17 @@ def test_ab_requires_significance_and_thresholds() -> None:
     same_b = [result({"GET /": lognormal(800, 10.0, seed=20 + i)}, label="B") for i in range(4)]
     assert ab_test(rounds_a, same_b).verdict == "unchanged"
     assert report.to_dict()["rounds"] == 4
+
+
+def test_comparison_table_headers_do_not_claim_ms_over_seconds() -> None:
+    from rich.console import Console
+
+    from lagless.loadgen._report import print_comparison
+
+    old = result({"GET /a": lognormal(400, 600.0)}, label="main")
+    new = result({"GET /a": lognormal(400, 2000.0, seed=2)}, label="change")
+    console = Console(width=160, record=True)
+    print_comparison(console, compare(old, new))
+    text = console.export_text()
+    assert re.search(r"→ \d\.\d\d s", text)  # values past 1 s are printed in seconds
+    assert "p50 ms" not in text and 'latency in ms ("s": seconds)' in text

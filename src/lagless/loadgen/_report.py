@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lagless.loadgen._budget import BudgetReport
     from lagless.loadgen._compare import ABReport, Comparison
 
+_UNITS = 'latency in ms ("s": seconds)'
 _QS = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"))
 
 
@@ -90,7 +91,7 @@ def result_table(result: BenchResult, title: str | None = None) -> Table:
         title_justify="left",
         show_edge=False,
         pad_edge=False,
-        caption='latency in ms ("s": seconds)',
+        caption=_UNITS,
         padding=(0, 1, 0, 0),  # one space between columns, not two: room for the figures
         caption_justify="left",
     )
@@ -169,10 +170,13 @@ def print_comparison(console: Console, cmp: Comparison, title: str = "") -> None
         title_justify="left",
         show_edge=False,
         pad_edge=False,
+        # Cells read "602 → 1.98 s": a header saying "ms" would contradict the seconds.
+        caption=_UNITS,
+        caption_justify="left",
     )
     table.add_column("route", overflow="fold")
     for _, name in _QS:
-        table.add_column(f"{name} ms", justify="right")
+        table.add_column(name, justify="right")
     table.add_column("errors", justify="right")
     table.add_column("p", justify="right")
     table.add_column("verdict")
