@@ -97,6 +97,29 @@ def test_baseline_regression_exits_1(tmp_path, capsys) -> None:
     assert "regressed" in capsys.readouterr().out
 
 
+def test_unlabelled_baseline_is_named_by_its_file_and_units_are_written(tmp_path, capsys) -> None:
+    """Both runs usually share a target: the baseline is named by its file, so the reports
+    do not show two sections and two plot lines named alike; and no header says "ms" over a
+    value printed in seconds."""
+    first = tmp_path / "main.json"
+    html = tmp_path / "r.html"
+    budgets = tmp_path / "b.toml"
+    budgets.write_text('[defaults]\n"p99.9_ms" = 1500\n')
+    scenario = _scenario(tmp_path)
+    assert main(["bench", APP, *QUICK, "--scenario", scenario, "--json", str(first)]) == 0
+    capsys.readouterr()
+    args = ["--baseline", str(first), "--html", str(html), "--budget", str(budgets)]
+    assert main(["bench", APP, *QUICK, "--scenario", scenario, *args]) == 1  # too few samples
+    out = capsys.readouterr().out
+    assert f"{APP} against baseline main.json" in " ".join(out.split())
+    assert "p99.9 ≤ 1.50 s" in out and "s ms" not in out
+    page = html.read_text()
+    assert "<h2>main.json</h2>" in page and f"<h2>{APP}</h2>" in page
+    assert "p50 ms" not in page and "p99.9 ≤ 1.50 s" in page
+    assert " ms</td>" in page  # latencies carry their unit
+    assert load_result(first).label == APP  # the file itself is not rewritten
+
+
 def test_interleaved_ab_finds_the_slower_target(tmp_path) -> None:
     out = tmp_path / "ab.json"
     args = ["bench", APP, "--compare-target", SLOW, "--rate", "100", "-d", "0.6", "--rounds", "2"]

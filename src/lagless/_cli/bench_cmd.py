@@ -129,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario) if args.scenario else None
     budgets = load_budgets(args.budget) if args.budget else None
     baseline = load_result(args.baseline) if args.baseline else None
+    if baseline is not None and baseline.label in ("", baseline.target):
+        # Both runs usually share a target URL: without this, reports would show two sections
+        # and two plot lines named alike, and "URL against baseline URL".
+        baseline.label = Path(args.baseline).name
     if args.rate is None and args.stages is None and args.users is None:
         raise LaglessError("give --rate R (open loop), --stages, or --users N (closed loop)")
     if args.compare_target and args.stages:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lagless._histogram import ExpHistogram
-from lagless.loadgen._report import fmt_ms
+from lagless.loadgen._report import fmt_latency
 from lagless.loadgen._results import BenchResult
 
 if TYPE_CHECKING:
@@ -219,20 +219,18 @@ def _result_table(r: BenchResult) -> str:
     for stats in [*r.routes.values(), *([r.total] if len(r.routes) > 1 else [])]:
         h = stats.histogram
         cells = "".join(
-            f"<td>{_e(fmt_ms(h.quantile(q)) if h.count else '-')}</td>"
+            f"<td>{_e(fmt_latency(h.quantile(q)) if h.count else '-')}</td>"
             for q in (0.5, 0.9, 0.99, 0.999)
         )
         rows.append(
             f"<tr><td>{_e(stats.name)}</td><td>{stats.requests:,}</td>"
             f"<td>{stats.requests / r.duration_s if r.duration_s else 0:,.1f}</td>{cells}"
-            f"<td>{_e(fmt_ms(h.max) if h.count else '-')}</td>"
+            f"<td>{_e(fmt_latency(h.max) if h.count else '-')}</td>"
             f"<td>{stats.error_count} ({stats.error_rate:.1%})</td></tr>"
         )
     return (
-        "<table><tr><th>route</th><th>requests</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th>"
-        "<th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>errors</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<table><tr><th>route</th><th>requests</th><th>req/s</th><th>p50</th><th>p90</th>"
+        "<th>p99</th><th>p99.9</th><th>max</th><th>errors</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -288,7 +286,7 @@ def render_html(
         for rc in [*comparison.routes, comparison.total]:
             cells = "".join(
                 f"<td class='{_e(q.verdict)}' title='{_e(q.reason)}'>"
-                f"{_e(fmt_ms(q.old_ms))} → {_e(fmt_ms(q.new_ms))}</td>"
+                f"{_e(fmt_latency(q.old_ms))} → {_e(fmt_latency(q.new_ms))}</td>"
                 for q in rc.quantiles
             )
             parts.append(
@@ -306,10 +304,17 @@ def render_html(
             actual = (
                 "-"
                 if c.actual is None
-                else (f"{c.actual:.2%}" if c.metric == "error_rate" else fmt_ms(c.actual))
+                else (f"{c.actual:.2%}" if c.metric == "error_rate" else fmt_latency(c.actual))
+            )
+            limit = (
+                f"errors ≤ {c.limit:.2%}"
+                if c.metric == "error_rate"
+                else "-"
+                if c.metric == "route"
+                else f"{c.metric} ≤ {fmt_latency(c.limit)}"
             )
             parts.append(
-                f"<tr><td>{_e(c.route)}</td><td>{_e(c.metric)} ≤ {c.limit:g}</td>"
+                f"<tr><td>{_e(c.route)}</td><td>{_e(limit)}</td>"
                 f"<td>{_e(actual)}</td><td class='{'improved' if c.passed else 'regressed'}'>"
                 f"{'ok' if c.passed else 'BROKEN ' + _e(c.reason)}</td></tr>"
             )

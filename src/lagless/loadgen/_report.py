@@ -33,6 +33,12 @@ def fmt_ms(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def fmt_latency(value: float | None) -> str:
+    """:func:`fmt_ms` with its unit always written: ``"301 ms"``, ``"2.52 s"``, ``"-"``."""
+    text = fmt_ms(value)
+    return text if text == "-" or text.endswith(" s") else f"{text} ms"
+
+
 @contextmanager
 def live_progress(console: Console, enabled: bool) -> Iterator[Callable[[Snapshot], None] | None]:
     """A progress bar showing elapsed time, the current rate, p50/p99 and errors, or ``None``
@@ -237,7 +243,7 @@ def print_budgets(console: Console, report: BudgetReport) -> None:
         elif c.metric == "route":
             limit, actual = "-", "-"
         else:
-            limit, actual = f"{c.metric} ≤ {fmt_ms(c.limit)} ms", fmt_ms(c.actual)
+            limit, actual = f"{c.metric} ≤ {fmt_latency(c.limit)}", fmt_latency(c.actual)
         mark = "[green]ok[/]" if c.passed else f"[bold red]BROKEN[/] {c.reason}"
         table.add_row(c.route, limit, actual, mark)
     console.print(table)
