@@ -152,6 +152,19 @@ def test_terminal_report_lists_findings_and_escapes_markup() -> None:
     assert "3x, 0.1 ms total: SELECT * FROM book WHERE id = ?" in out
 
 
+def test_unknown_evidence_values_are_not_printed_as_none() -> None:
+    from lagless.doctor._html import _evidence_table
+    from lagless.doctor._report import evidence_line
+
+    item = {"statement": "SELECT 1", "count": 1, "role": "parent", "rows": None}
+    assert evidence_line(item) == "1x: SELECT 1  (role=parent)"
+    assert "None" not in _evidence_table((item,)) and "<th>rows</th>" not in _evidence_table(
+        (item,)
+    )
+    both = _evidence_table((item, {"statement": "SELECT 2", "rows": 3}))
+    assert "<th>rows</th>" in both and "None" not in both
+
+
 def test_terminal_report_singular_counts() -> None:
     report = _report()
     report.run.traces = report.run.traces[:1]

@@ -104,15 +104,18 @@ def _evidence_table(evidence: tuple[dict[str, Any], ...]) -> str:
         return ""
     keys: list[str] = []
     for item in evidence:
-        for k in item:
-            if k not in keys:
+        for k, v in item.items():
+            # An unknown value (a driver that does not report row counts) is left blank,
+            # not printed as "None".
+            if k not in keys and v is not None:
                 keys.append(k)
     head = "".join(f"<th>{_e(k)}</th>" for k in keys)
     rows = []
     for item in evidence[:50]:
         cells = []
         for k in keys:
-            v = item.get(k, "")
+            v = item.get(k)
+            v = "" if v is None else v
             text = f"{v:.2f}" if isinstance(v, float) else str(v)
             cells.append(
                 f"<td><code>{_e(text)}</code></td>"

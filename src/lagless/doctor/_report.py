@@ -180,7 +180,7 @@ def evidence_line(item: dict[str, Any], width: int = 110) -> str:
     extra = [
         f"{k}={v}"
         for k, v in item.items()
-        if k not in ("statement", "call", "name", "count", "total_ms")
+        if k not in ("statement", "call", "name", "count", "total_ms") and v is not None
     ]
     line = (", ".join(parts) + ": " if parts else "") + what
     if extra:
