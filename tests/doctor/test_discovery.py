@@ -95,6 +95,7 @@ def test_plan_fills_examples_skips_unsafe_and_unfillable_routes() -> None:
     reasons = {(s.method, s.route): s.reason for s in skipped}
     assert set(reasons) == {("GET", "/e/{id}"), ("DELETE", "/a/{id}")}
     assert "no value for id" in reasons["GET", "/e/{id}"]
+    assert "--scenario file: [params] id = ..." in reasons["GET", "/e/{id}"]
     assert "not a safe method" in reasons["DELETE", "/a/{id}"]
 
 

@@ -100,9 +100,13 @@ def plan_requests(
                 missing.append(name)
         if missing:
             names = ", ".join(missing)
+            # Say where the value goes: a newcomer has not met scenario files yet.
+            example = ", ".join(f"{n} = ..." for n in missing)
             skipped.append(
                 Skipped(
-                    ep.method, ep.path, f"no value for {names}; add it under [params] in a scenario"
+                    ep.method,
+                    ep.path,
+                    f"no value for {names}; give one in a --scenario file: [params] {example}",
                 )
             )
             continue
