@@ -81,3 +81,17 @@ def test_unknown_variable_is_an_error_that_says_where_to_look() -> None:
         load_config(pyproject=False, env={"LAGLESS_ZZZ_QQQ": "1"})
     assert "'zzz_qqq' (from environment variable LAGLESS_ZZZ_QQQ)" in str(info.value)
     assert "lagless config" in str(info.value)
+
+
+def test_config_command_lists_the_settings_when_one_is_unknown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error says "`lagless config` lists them"; `lagless config` itself must then list
+    them rather than stop on the same error."""
+    from lagless.cli import main
+
+    monkeypatch.setenv("LAGLESS_ZZZ_QQQ", "1")
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown lagless setting 'zzz_qqq'" in err
+    assert "known settings: " in err and "slow_request_ms" in err

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from lagless._config import SETTINGS, load_config
+from lagless.errors import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -25,7 +27,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    cfg = load_config()
+    try:
+        cfg = load_config()
+    except ConfigError as exc:
+        # Other commands' errors say "`lagless config` lists them": so it must, even here.
+        print(f"lagless: error: {exc}", file=sys.stderr)
+        print("known settings: " + ", ".join(SETTINGS), file=sys.stderr)
+        return 2
     table = Table(title="lagless settings")
     table.add_column("setting")
     table.add_column("value")
