@@ -273,3 +273,28 @@ async def test_a_cancelled_reader_does_not_fail_the_others(
     assert await asyncio.gather(*others) == [b"v"] * 5
     assert first.cancelled()
     await client.aclose()
+
+
+def test_a_client_from_url_follows_the_event_loop(redis_url: str, redis_cleanup: str) -> None:
+    """Starlette's TestClient (outside a ``with`` block) runs each request on a new event loop;
+    a backend built from ``url=`` must keep working there instead of failing every call with
+    "Event loop is closed" (which fails open: the cache would silently never hit)."""
+    backend = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(backend.aset("k", b"v", ttl=30))
+
+        async def read() -> bytes | None:
+            try:
+                return await backend.aget("k")
+            finally:
+                await backend.aclose()  # this loop's client only
+
+        assert asyncio.run(read()) == b"v"
+        assert backend.breaker.allow()
+        # The first loop still has its own client, and can read with it.
+        assert first.run_until_complete(backend.aget("k")) == b"v"
+    finally:
+        first.run_until_complete(backend.aclose())
+        first.close()
+        backend.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -92,6 +93,12 @@ class RedisBackend:
         self.breaker = breaker or CircuitBreaker()
         self._client = client
         self._aclient = async_client
+        #: The loop ``_aclient`` runs on when it was made here from ``url`` (None: the
+        #: caller's own client), and such clients by loop.
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._unlock_script: Any = None
         self._aunlock_script: Any = None
         self._reads: dict[str, asyncio.Future[bytes | None]] = {}
@@ -110,14 +117,28 @@ class RedisBackend:
 
     @property
     def async_client(self) -> Any:
-        if self._aclient is None:
+        client = self._aclient
+        if client is not None and self._aclient_loop is None:
+            return client  # the caller's own client
+        loop = asyncio.get_running_loop()
+        if client is not None and self._aclient_loop is loop:
+            return client
+        # A client built from url= belongs to the event loop it runs on (its pooled
+        # connections do), so each loop gets its own. Starlette's TestClient runs each request
+        # on a fresh loop outside a `with` block; with one shared client every call there
+        # failed with "Event loop is closed" (failing open: the cache silently never hit).
+        # Threads running loops of their own keep one client each.
+        client = self._loop_clients.get(loop)
+        if client is None:
             import redis.asyncio
 
             if self.url is None:
                 raise BackendUnavailable("no async Redis client: pass url= or async_client=")
             pool = _pool(redis.asyncio, self.url, self.timeout, self.max_connections)
-            self._aclient = redis.asyncio.Redis(connection_pool=pool)
-        return self._aclient
+            client = redis.asyncio.Redis(connection_pool=pool)
+            self._loop_clients[loop] = client
+        self._aclient, self._aclient_loop = client, loop
+        return client
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -339,7 +360,16 @@ class RedisBackend:
         return result
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            await self._aclient.connection_pool.disconnect()
+        """Close the async client of the running event loop (clients of other loops are
+        closed from their own loops)."""
+        if self._aclient_loop is None:
+            client = self._aclient
+        else:
+            client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is None:
+            return
+        await client.aclose()
+        await client.connection_pool.disconnect()
+        if self._aclient is client:
             self._aclient = None
+            self._aclient_loop = None
