@@ -254,6 +254,9 @@ class LaglessWSGIMiddleware:
         self.runtime = runtime or get_runtime()
         self.route_resolver: RouteResolver = route_resolver or _default_route
         self.framework = framework
+        #: Set by a framework integration whose app reports a fully built body's size in
+        #: ``environ["lagless.body_bytes"]`` (Flask): such a request ends when the app returns.
+        self.complete_bodies = False
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         rt = self.runtime
@@ -289,6 +292,14 @@ class LaglessWSGIMiddleware:
             req.fail(exc)
             raise
         _reset(token)
+        if self.complete_bodies and req.digest is None:
+            # The framework (Flask) built the whole body before returning and said how big
+            # it is: the request is complete now, whether or not anyone reads the body.
+            size = environ.pop("lagless.body_bytes", None)
+            if size is not None:
+                trace.response_bytes += size
+                req.finish()
+                return result
         if type(result) is list or type(result) is tuple:
             # Fully built body: count it and finish now; nothing runs after this point.
             try:

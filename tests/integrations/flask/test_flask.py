@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -318,3 +319,36 @@ def test_concurrent_requests_never_mix_spans(fresh_runtime: Runtime) -> None:
     for trace in traces:
         name = trace.path.rsplit("/", 1)[-1]
         assert [s.name for s in trace.spans_of("custom")] == [f"before-{name}", f"after-{name}"]
+
+
+def test_trace_ends_without_the_body_being_read(fresh_runtime: Runtime) -> None:
+    """Werkzeug's test client reads a body only when the test does: a test that checks the
+    status alone must still produce its trace (the pytest plugin depends on it)."""
+    app = flask.Flask("lagless_unread_body")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.get("/stream")
+    def stream() -> Any:
+        def chunks() -> Iterator[bytes]:
+            yield b"a"
+            yield b"bc"
+
+        return app.response_class(chunks())
+
+    lagless.instrument(app, integrations=False)
+    client = app.test_client()
+    response = client.get("/items/7")
+    assert response.status_code == 200
+    [trace] = fresh_runtime.recent_traces()
+    assert trace.route == "/items/{item_id}"
+    assert trace.response_bytes == len(response.get_data())
+    assert client.head("/items/7").status_code == 200
+    assert fresh_runtime.recent_traces()[-1].response_bytes == 0
+    # A streamed body is still timed to its end: no trace until it is read.
+    streamed = client.get("/stream")
+    assert len(fresh_runtime.recent_traces()) == 2
+    assert streamed.get_data() == b"abc"
+    assert fresh_runtime.recent_traces()[-1].response_bytes == 3
