@@ -22,6 +22,7 @@ from lagless.cache import (
 from lagless.cache import ResponseCacheMiddleware as ASGICache
 from lagless.cache._response import bypass_reason, decorate
 from tests.cache._clients import linted_asyncclient
+from tests.cache.conftest import REDIS_TIMEOUT
 from tests.cache.test_django import LintedClient, dj  # noqa: F401  (the Django fixture)
 
 
@@ -79,7 +80,9 @@ async def backend(request: pytest.FixtureRequest) -> Any:
         yield MemoryBackend()
         return
     url = request.getfixturevalue("redis_url")
-    redis_backend = RedisBackend(url=url, prefix=request.getfixturevalue("redis_cleanup"))
+    redis_backend = RedisBackend(
+        url=url, prefix=request.getfixturevalue("redis_cleanup"), timeout=REDIS_TIMEOUT
+    )
     yield redis_backend
     await redis_backend.aclose()
     redis_backend.close()

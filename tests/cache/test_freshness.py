@@ -18,7 +18,7 @@ from lagless.cache._conditional import http_date
 from lagless.cache._flow import plan_store
 from lagless.cache._response import freshness_lifetime, refusal_reason
 from tests.cache._clients import ServerDate, linted_asyncclient
-from tests.cache.conftest import FakeClock
+from tests.cache.conftest import REDIS_TIMEOUT, FakeClock
 
 NOW = 1_800_000_000.0
 PAST = http_date(NOW - 60)
@@ -118,7 +118,7 @@ async def test_redis_entry_lives_as_long_as_expires_says(
     clock = FakeClock()
     app = Starlette(routes=[Route("/page", page)])
     app.state.clock = clock
-    backend = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    backend = RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     policies = CachePolicies({"/page": CachePolicy(max_age=60)})
     cached_app = ASGICache(app, policies=policies, backend=backend, clock=clock)
     async with linted_asyncclient(cached_app) as client:

@@ -21,6 +21,7 @@ from lagless.cache._backend import backend_errors
 from lagless.cache._invalidate import host_key, invalidation_tags, path_tag
 from lagless.integrations.asgi import LaglessMiddleware
 from tests.cache._clients import linted_asyncclient
+from tests.cache.conftest import REDIS_TIMEOUT
 from tests.cache.test_django import LintedClient, dj  # noqa: F401  (the Django fixture)
 from tests.cache.test_redis import CountingAsync
 
@@ -153,7 +154,9 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     client = CountingAsync.from_url(url)
     client.commands = []
     redis_backend = RedisBackend(
-        async_client=client, prefix=request.getfixturevalue("redis_cleanup")
+        async_client=client,
+        prefix=request.getfixturevalue("redis_cleanup"),
+        timeout=REDIS_TIMEOUT,
     )
     yield redis_backend
     await client.aclose()
@@ -277,7 +280,9 @@ def sync_backend(request: pytest.FixtureRequest) -> Any:
         yield MemoryBackend()
         return
     redis_backend = RedisBackend(
-        url=request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_cleanup")
+        url=request.getfixturevalue("redis_url"),
+        prefix=request.getfixturevalue("redis_cleanup"),
+        timeout=REDIS_TIMEOUT,
     )
     yield redis_backend
     redis_backend.close()

@@ -24,7 +24,7 @@ from lagless.cache import (
     cached,
 )
 from tests.cache._clients import linted_testclient
-from tests.cache.conftest import OwnRedis
+from tests.cache.conftest import REDIS_TIMEOUT, OwnRedis
 
 
 class Mono:
@@ -38,7 +38,7 @@ class Mono:
 async def test_async_function_cache_survives_redis_restart(own_redis: OwnRedis) -> None:
     mono = Mono()
     breaker = CircuitBreaker(failure_threshold=3, reset_after=5, clock=mono)
-    backend = RedisBackend(url=own_redis.url, prefix="o:", timeout=0.2, breaker=breaker)
+    backend = RedisBackend(url=own_redis.url, prefix="o:", timeout=REDIS_TIMEOUT, breaker=breaker)
     calls = 0
 
     @cached(ttl=600, key="item:{i}", cache=Cache(backend=backend))
@@ -76,7 +76,7 @@ async def test_async_function_cache_survives_redis_restart(own_redis: OwnRedis) 
 def test_sync_function_cache_survives_redis_restart(own_redis: OwnRedis) -> None:
     mono = Mono()
     breaker = CircuitBreaker(failure_threshold=2, reset_after=1, clock=mono)
-    backend = RedisBackend(url=own_redis.url, prefix="s:", timeout=0.2, breaker=breaker)
+    backend = RedisBackend(url=own_redis.url, prefix="s:", timeout=REDIS_TIMEOUT, breaker=breaker)
     calls = 0
 
     @cached(ttl=600, key="k:{i}", cache=Cache(backend=backend))
@@ -100,7 +100,7 @@ def test_sync_function_cache_survives_redis_restart(own_redis: OwnRedis) -> None
 def test_response_cache_middleware_fails_open(own_redis: OwnRedis) -> None:
     mono = Mono()
     breaker = CircuitBreaker(failure_threshold=2, reset_after=1, clock=mono)
-    backend = RedisBackend(url=own_redis.url, prefix="r:", timeout=0.2, breaker=breaker)
+    backend = RedisBackend(url=own_redis.url, prefix="r:", timeout=REDIS_TIMEOUT, breaker=breaker)
     views = 0
 
     async def page(request: Request) -> JSONResponse:

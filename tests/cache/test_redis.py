@@ -22,6 +22,7 @@ from lagless.cache import (
     RedisBackend,
     cached,
 )
+from tests.cache.conftest import REDIS_TIMEOUT
 
 pytestmark = pytest.mark.redis
 
@@ -35,7 +36,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 async def backend(redis_url: str, redis_cleanup: str) -> AsyncIterator[RedisBackend]:
-    b = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    b = RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     yield b
     await b.aclose()
     b.close()
@@ -112,7 +113,7 @@ class CountingAsync(redis.asyncio.Redis):
 async def test_a_hit_is_one_get(redis_url: str, redis_cleanup: str) -> None:
     client = CountingAsync.from_url(redis_url)
     client.commands = []
-    backend = RedisBackend(async_client=client, prefix=redis_cleanup)
+    backend = RedisBackend(async_client=client, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     cache = Cache(backend=backend)
 
     @cached(ttl=60, key="one", cache=cache)
@@ -148,7 +149,7 @@ _CHILD = textwrap.dedent(
 
     url, prefix, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     counter = redis.Redis.from_url(url)
-    cache = Cache(backend=RedisBackend(url=url, prefix=prefix))
+    cache = Cache(backend=RedisBackend(url=url, prefix=prefix, timeout=10.0))
 
     @cached(ttl=60, key="shared:{n}", cache=cache)
     async def compute(n):
@@ -181,7 +182,7 @@ def _child(redis_url: str, prefix: str, mode: str) -> subprocess.Popen[str]:
 async def test_two_processes_share_entries(
     redis_url: str, redis_cleanup: str, raw: redis.Redis
 ) -> None:
-    backend = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    backend = RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     cache = Cache(backend=backend)
 
     @cached(ttl=60, key="shared:{n}", cache=cache)
@@ -209,7 +210,7 @@ def test_stampede_across_processes_one_origin_call(
 
 
 def test_sync_api(redis_url: str, redis_cleanup: str) -> None:
-    backend = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    backend = RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     cache = Cache(backend=backend)
     calls = 0
 
@@ -235,7 +236,7 @@ def test_sync_api(redis_url: str, redis_cleanup: str) -> None:
 async def test_concurrent_reads_of_one_key_share_a_get(redis_url: str, redis_cleanup: str) -> None:
     client = CountingAsync.from_url(redis_url)
     client.commands = []
-    backend = RedisBackend(async_client=client, prefix=redis_cleanup)
+    backend = RedisBackend(async_client=client, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     await backend.aset("hot", b"v", ttl=60)
     client.commands.clear()
     values = await asyncio.gather(*(backend.aget("hot") for _ in range(300)))
@@ -260,7 +261,7 @@ async def test_a_cancelled_reader_does_not_fail_the_others(
     client.commands = []
     client.gate = asyncio.Event()
     client.gate.set()
-    backend = RedisBackend(async_client=client, prefix=redis_cleanup)
+    backend = RedisBackend(async_client=client, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     await backend.aset("hot", b"v", ttl=60)
     client.gate.clear()
     first = asyncio.ensure_future(backend.aget("hot"))
@@ -279,7 +280,7 @@ def test_a_client_from_url_follows_the_event_loop(redis_url: str, redis_cleanup:
     """Starlette's TestClient (outside a ``with`` block) runs each request on a new event loop;
     a backend built from ``url=`` must keep working there instead of failing every call with
     "Event loop is closed" (which fails open: the cache would silently never hit)."""
-    backend = RedisBackend(url=redis_url, prefix=redis_cleanup)
+    backend = RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
     first = asyncio.new_event_loop()
     try:
         first.run_until_complete(backend.aset("k", b"v", ttl=30))

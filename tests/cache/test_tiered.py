@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from lagless.cache import Cache, RedisBackend, TieredBackend, backend_errors
-from tests.cache.conftest import OwnRedis
+from tests.cache.conftest import REDIS_TIMEOUT, OwnRedis
 
 pytestmark = pytest.mark.redis
 
@@ -27,8 +27,12 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def pair(redis_url: str, redis_cleanup: str) -> Iterator[tuple[TieredBackend, TieredBackend]]:
-    a = TieredBackend(remote=RedisBackend(url=redis_url, prefix=redis_cleanup))
-    b = TieredBackend(remote=RedisBackend(url=redis_url, prefix=redis_cleanup))
+    a = TieredBackend(
+        remote=RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
+    )
+    b = TieredBackend(
+        remote=RedisBackend(url=redis_url, prefix=redis_cleanup, timeout=REDIS_TIMEOUT)
+    )
     assert a.wait_ready() and b.wait_ready()
     yield a, b
     a.close()
@@ -81,7 +85,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     from lagless.cache import Cache, RedisBackend, TieredBackend
-    backend = TieredBackend(remote=RedisBackend(url=sys.argv[1], prefix=sys.argv[2]))
+    backend = TieredBackend(remote=RedisBackend(url=sys.argv[1], prefix=sys.argv[2], timeout=10.0))
     backend.wait_ready()
     Cache(backend=backend).set("shared", "from-child", ttl=60)
     backend.close()
@@ -105,7 +109,7 @@ def test_coherent_across_processes(pair: tuple[TieredBackend, TieredBackend]) ->
 
 
 def test_memory_tier_goes_dark_without_subscription(own_redis: OwnRedis) -> None:
-    remote = RedisBackend(url=own_redis.url, prefix="t:", timeout=0.2)
+    remote = RedisBackend(url=own_redis.url, prefix="t:", timeout=REDIS_TIMEOUT)
     tiered = TieredBackend(remote=remote)
     try:
         assert tiered.wait_ready()
