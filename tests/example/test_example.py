@@ -61,14 +61,22 @@ def test_tuned_example_has_nothing_serious(
     from lagless._scenario import parse_scenario
 
     fresh_runtime.configure(cache_dir=example_cache)
-    # Event-loop lag is measured, and a shared CI machine can stall any process for 20 ms (the
-    # doctor threshold); the production threshold keeps this test about the app, not the box.
+    # Event-loop lag is measured in wall-clock time, and a loaded CI machine can stall the whole
+    # process past any threshold (a "Potential event-loop blocking" finding with no blocking
+    # call behind it). Lag-only findings are judged on hand-built traces in
+    # tests/detectors/test_loop_lag.py; here a blocking call must show as its on_loop span
+    # (direct evidence, which the naive /api/stats produces), so lag is left out of the verdict.
     settings = DetectorSettings(loop_lag_doctor_ms=100.0)
     # As served, the measured runs are response-cache hits; with `Cache-Control: no-cache`
     # every request reaches the handlers, so their queries and encoding are examined too.
     scenario = parse_scenario('headers = { "Cache-Control" = "no-cache" }\n') if origin else None
     report = diagnose(None, example="tuned", runs=2, settings=settings, scenario=scenario)
-    serious = [f for f in report.findings if severity_at_least(f.severity, "medium")]
+    serious = [
+        f
+        for f in report.findings
+        if severity_at_least(f.severity, "medium")
+        and not (f.code == "blocking-call" and f.potential)
+    ]
     assert serious == [], [(f.code, f.route, f.title) for f in serious]
     routes = {r.route for r in report.routes}
     assert {
