@@ -38,6 +38,39 @@ class ControlledApp:
         self.count = 0
         self.seen: list[str] = []
         self._lock = threading.Lock()
+        self.arm_gate(1)
+
+    def arm_gate(self, n: int, *, pass_first: int = 1) -> None:
+        """Hold every ``/gate`` response until ``n`` gated requests are in flight at once (or
+        10 s passed, so a generator that waits for responses fails the test instead of hanging
+        it). The first ``pass_first`` requests (bench's pre-flight) are answered at once.
+        ``max_in_flight`` is the most gated requests seen in flight together."""
+        with self._lock:
+            self.gate_n = n
+            self.gate_pass = pass_first
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self._gate_open: asyncio.Event | None = None
+
+    async def _gate(self) -> None:
+        with self._lock:
+            if self.gate_pass > 0:
+                self.gate_pass -= 1
+                return
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self._gate_open is None:
+                self._gate_open = asyncio.Event()  # the server's loop (one uvicorn thread)
+            opened = self._gate_open
+            if self.in_flight >= self.gate_n:
+                opened.set()
+        try:
+            await asyncio.wait_for(opened.wait(), timeout=10.0)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def arm_stall(self, after: int, seconds: float = 1.0) -> None:
         with self._lock:
@@ -59,6 +92,8 @@ class ControlledApp:
             time.sleep(self.stall_s)  # blocks the server's event loop: every request waits
         if path == "/slow":
             await asyncio.sleep(self.slow_s)
+        if path == "/gate":
+            await self._gate()
         if path == "/items":
             await _reply(send, 200, json.dumps({"items": [{"id": 41}, {"id": 42}]}).encode())
         elif path.startswith("/items/"):

@@ -18,23 +18,23 @@ def _scenario(path: str) -> object:
 
 
 def test_requests_start_on_schedule_while_the_server_is_slow(serve) -> None:
-    app = ControlledApp(slow_s=0.25)
+    app = ControlledApp()
     url = serve(app)
-    # 80 req/s for 1 s against a route taking 250 ms: ~20 requests in flight at once. A
-    # closed loop would wait; the open loop must keep sending on time.
-    result = bench(url, rate=80, duration=1.0, scenario=_scenario("/slow"), **LENIENT)
-    stats = result.routes["GET /slow"]
+    # 80 req/s for 1 s against a route that answers nothing until all 80 requests are in flight
+    # at once: a closed loop (or an open loop that waited for responses) never gets there, and
+    # the server gives up after 10 s. The verdict is the server's count, not a timing.
+    app.arm_gate(80)
+    result = bench(url, rate=80, duration=1.0, scenario=_scenario("/gate"), **LENIENT)
+    stats = result.routes["GET /gate"]
+    assert app.max_in_flight == 80
     assert stats.requests == 80
-    assert sum(stats.statuses.values()) == 80
+    assert stats.statuses[200] == 80
     send = result.generator.send_lateness
     assert send.count == 80
-    # Writes left on schedule: the median within 10 ms of its due time, even the worst far
-    # below the 250 ms a waiting client would add.
-    assert send.quantile(0.5) < 10.0
-    assert send.quantile(0.99) < 100.0
-    # ... so requests overlapped: latencies are the server's 250 ms, not a queue behind it.
-    assert stats.histogram.quantile(0.5) >= 250.0 * 0.98
-    assert stats.histogram.quantile(0.99) < 250.0 + 150.0
+    # Latency counts from each request's scheduled start: the first, due at 0 s, was answered
+    # only once the 80th (due at 79/80 s) arrived, so it shows at least 987.5 ms (less the
+    # histogram's ~1% bucket error), however early or late the sends actually went out.
+    assert stats.histogram.max >= 0.98 * 987.5
     assert result.generator.queued_for_connection == 0
 
 
