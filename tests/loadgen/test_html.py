@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from lagless.loadgen import check_budgets, compare
 from lagless.loadgen._budget import parse_budgets
@@ -40,3 +41,30 @@ def test_report_includes_comparison_and_budgets() -> None:
     assert "Invalid run" in page and "slow gen" in page
     assert "Comparison: regressed" in page
     assert "BROKEN" in page
+
+
+def test_legend_sits_above_the_plot_area_not_on_the_lines() -> None:
+    names = [f"GET /api/route/number/{i}" for i in range(8)]
+    svg = percentile_svg([(n, hist(lognormal(200, 5.0 + i, seed=i))) for i, n in enumerate(names)])
+    legend_ys = [
+        float(m) for m in re.findall(r'<text x="[\d.]+" y="([\d.]+)" fill="#1c2230">GET', svg)
+    ]
+    assert len(legend_ys) == len(names)
+    assert len(set(legend_ys)) > 1  # eight long labels wrap into several rows
+    axis_top = float(re.search(r'<line x1="64" x2="64" y1="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    line_ys = [
+        float(y)
+        for points in re.findall(r'<polyline points="([^"]+)"', svg)
+        for y in re.findall(r",([\d.]+)", points)
+    ]
+    assert max(legend_ys) < axis_top <= min(line_ys)
+    height = int(re.search(r'height="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    assert height > 300  # the image grew to make room for the legend rows
+
+
+def test_budget_reasons_get_their_own_column() -> None:
+    r = result({"GET /": [1.0] * 10})
+    budgets = check_budgets(r, parse_budgets("[defaults]\np95_ms = 15\n"))
+    page = render_html([r], budgets=budgets)
+    assert "<th>why</th>" in page
+    assert "regressed'>BROKEN</td><td class=reason>too few requests" in page

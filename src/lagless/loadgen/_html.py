@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 COLOURS = ("#3b6fd8", "#d0577b", "#2e9e6a", "#c27c1a", "#7b4fc2", "#555b66")
 _W, _H = 720, 300
 _ML, _MR, _MT, _MB = 64, 16, 16, 40
+_LEGEND_TOP, _LEGEND_ROW, _CHAR_W = 18, 16, 6.2  # legend band; _CHAR_W: 11px sans, average
 
 
 def _e(value: Any) -> str:
@@ -79,6 +80,18 @@ def _chart(
         y_lo, y_hi = 0.0, y_hi * 1.1
     x_lo, x_hi = x_range
     pw, ph = _W - _ML - _MR, _H - _MT - _MB
+    # The legend gets its own band above the plot (wrapping into rows as needed) and the
+    # image grows by that much, so a legend never sits on top of the lines it explains.
+    legend: list[tuple[float, float]] = []
+    lx, row = 0.0, 0
+    for label, *_ in series:
+        width = 30 + len(label) * _CHAR_W + 16
+        if lx and lx + width > pw:
+            lx, row = 0.0, row + 1
+        legend.append((_ML + lx, _LEGEND_TOP + row * _LEGEND_ROW))
+        lx += width
+    mt = _LEGEND_TOP + (row + 1) * _LEGEND_ROW + 2
+    height = mt + ph + _MB
 
     def sx(x: float) -> float:
         return _ML + (x - x_lo) / ((x_hi - x_lo) or 1.0) * pw
@@ -90,13 +103,13 @@ def _chart(
             )
         else:
             f = (y - y_lo) / ((y_hi - y_lo) or 1.0)
-        return _MT + ph - f * ph
+        return mt + ph - f * ph
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" '
-        f'height="{_H}" role="img" aria-label="{_e(title)}" font-family="system-ui, sans-serif" '
-        'font-size="11">',
-        f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#ffffff"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {height}" width="{_W}" '
+        f'height="{height}" role="img" aria-label="{_e(title)}" '
+        'font-family="system-ui, sans-serif" font-size="11">',
+        f'<rect x="0" y="0" width="{_W}" height="{height}" fill="#ffffff"/>',
     ]
     for v in _nice_ticks(max(y_lo, 1e-9) if log else y_lo, y_hi, log):
         y = sy(v)
@@ -108,17 +121,17 @@ def _chart(
     for v, label in x_ticks:
         x = sx(v)
         out.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_MT}" y2="{_MT + ph}" stroke="#f3f2ee"/>'
-            f'<text x="{x:.1f}" y="{_MT + ph + 15}" text-anchor="middle" fill="#646b78">'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{mt}" y2="{mt + ph}" stroke="#f3f2ee"/>'
+            f'<text x="{x:.1f}" y="{mt + ph + 15}" text-anchor="middle" fill="#646b78">'
             f"{_e(label)}</text>"
         )
     out.append(
-        f'<line x1="{_ML}" x2="{_ML}" y1="{_MT}" y2="{_MT + ph}" stroke="#8a8f99"/>'
-        f'<line x1="{_ML}" x2="{_W - _MR}" y1="{_MT + ph}" y2="{_MT + ph}" stroke="#8a8f99"/>'
-        f'<text x="{_ML + pw / 2}" y="{_H - 6}" text-anchor="middle" fill="#1c2230">'
+        f'<line x1="{_ML}" x2="{_ML}" y1="{mt}" y2="{mt + ph}" stroke="#8a8f99"/>'
+        f'<line x1="{_ML}" x2="{_W - _MR}" y1="{mt + ph}" y2="{mt + ph}" stroke="#8a8f99"/>'
+        f'<text x="{_ML + pw / 2}" y="{height - 6}" text-anchor="middle" fill="#1c2230">'
         f"{_e(x_label)}</text>"
-        f'<text x="14" y="{_MT + ph / 2}" text-anchor="middle" fill="#1c2230" '
-        f'transform="rotate(-90 14 {_MT + ph / 2})">{_e(y_label)}'
+        f'<text x="14" y="{mt + ph / 2}" text-anchor="middle" fill="#1c2230" '
+        f'transform="rotate(-90 14 {mt + ph / 2})">{_e(y_label)}'
         f"{' (log scale)' if log else ''}</text>"
     )
     for i, (label, colour, dash, pts) in enumerate(series):
@@ -131,11 +144,11 @@ def _chart(
             f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"'
             f"{dash_attr}/>"
         )
-        ly = _MT + 12 + i * 14
+        lx, ly = legend[i]
         out.append(
-            f'<line x1="{_ML + 10}" x2="{_ML + 30}" y1="{ly - 4}" y2="{ly - 4}" '
+            f'<line x1="{lx:.1f}" x2="{lx + 24:.1f}" y1="{ly - 4:.1f}" y2="{ly - 4:.1f}" '
             f'stroke="{colour}" stroke-width="2"{dash_attr}/>'
-            f'<text x="{_ML + 35}" y="{ly}" fill="#1c2230">{_e(label)}</text>'
+            f'<text x="{lx + 30:.1f}" y="{ly:.1f}" fill="#1c2230">{_e(label)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -210,6 +223,10 @@ table { border-collapse: collapse; width: 100%; font-size: .9rem; margin: .6rem 
 th, td { padding: .3rem .5rem; border-bottom: 1px solid #eceae4; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .regressed { color: #b3261e; font-weight: 600; } .improved { color: #2e7d32; }
+.nowrap { white-space: nowrap; }
+.budgets td, .budgets th { vertical-align: top; }
+.budgets td:nth-child(4), .budgets th:nth-child(4) { text-align: center; }
+.budgets .reason, .budgets th:last-child { text-align: left; color: #646b78; width: 45%; }
 svg { max-width: 100%; height: auto; border: 1px solid #eceae4; border-radius: 6px; }
 """
 
@@ -298,7 +315,8 @@ def render_html(
         parts.extend(f"<p class=bad>{_e(w)}</p>" for w in comparison.warnings)
     if budgets is not None:
         parts.append(
-            "<h2>Budgets</h2><table><tr><th>route</th><th>limit</th><th>actual</th><th></th></tr>"
+            "<h2>Budgets</h2><table class=budgets><tr><th>route</th><th>limit</th><th>actual</th>"
+            "<th>result</th><th>why</th></tr>"
         )
         for c in budgets.checks:
             actual = (
@@ -313,10 +331,12 @@ def render_html(
                 if c.metric == "route"
                 else f"{c.metric} ≤ {fmt_latency(c.limit)}"
             )
+            verdict = "ok" if c.passed else "BROKEN"
             parts.append(
-                f"<tr><td>{_e(c.route)}</td><td>{_e(limit)}</td>"
-                f"<td>{_e(actual)}</td><td class='{'improved' if c.passed else 'regressed'}'>"
-                f"{'ok' if c.passed else 'BROKEN ' + _e(c.reason)}</td></tr>"
+                f"<tr><td>{_e(c.route)}</td><td class=nowrap>{_e(limit)}</td>"
+                f"<td class=nowrap>{_e(actual)}</td>"
+                f"<td class='nowrap {'improved' if c.passed else 'regressed'}'>{verdict}</td>"
+                f"<td class=reason>{'' if c.passed else _e(c.reason)}</td></tr>"
             )
         parts.append("</table>")
     parts.append("</body></html>\n")

@@ -10,7 +10,7 @@ const LAYER_NAMES = {
   mw: "middleware", app: "app code", network: "network + browser", server: "server",
 };
 const REFRESH_MS = 2000;
-const BAR_W = 200;
+const BAR_W = 160;
 let paused = false;
 let selectedRoute = null;
 let selectedSample = null;
@@ -111,7 +111,8 @@ function renderRoutes(data) {
     Math.max(LAYERS.reduce((s, l) => s + (r.layers[l] || 0), 0), r.browser ? (r.browser.p50_ms || 0) : 0)));
   for (const r of data.routes) {
     const key = `${r.method} ${r.route}`;
-    const routeCell = el("td", { class: "left" },
+    // Long templates are cut with an ellipsis (CSS) so the table fits; the title keeps the full name.
+    const routeCell = el("td", { class: "left route-cell", title: key },
       el("span", { class: "method" }, r.method), el("span", { class: "route" }, r.route));
     if (r.findings.length) {
       const tags = el("div", { class: "tags" });
