@@ -35,6 +35,7 @@ statement shape (sampled, bounded, each shape once); a background thread or an e
 
 from __future__ import annotations
 
+import abc
 import collections
 import itertools
 import json
@@ -312,7 +313,7 @@ def _index_name(table: str, columns: Iterable[str]) -> str:
 # -- dialects ----------------------------------------------------------------------------------
 
 
-class _Dialect:
+class _Dialect(abc.ABC):
     name: Dialect
     quote_char = '"'
 
@@ -322,21 +323,24 @@ class _Dialect:
         q = self.quote_char
         return q + ident.replace(q, q + q) + q
 
+    @abc.abstractmethod
     def scans(self, conn: Any, sql: str, timeout_ms: int) -> list[_Scan]:
-        raise NotImplementedError
+        """The filtered full scans in ``sql``'s plan (never ANALYZE: nothing runs)."""
 
+    @abc.abstractmethod
     def columns(self, conn: Any, table: str) -> list[str]:
-        raise NotImplementedError
+        """The columns of ``table``, as the database spells them."""
 
+    @abc.abstractmethod
     def indexed(self, conn: Any, table: str) -> set[str]:
         """Lower-cased columns that lead some index of ``table``."""
-        raise NotImplementedError
 
     def estimate(self, conn: Any, table: str) -> int:
         return -1
 
-    def finish(self, conn: Any) -> None:
-        """End the read-only transaction the checks ran in."""
+    def finish(self, conn: Any) -> None:  # noqa: B027 (a default: only PostgreSQL overrides)
+        """End the read-only transaction the checks ran in; SQLite's and MySQL's checks open
+        none, so by default there is nothing to end."""
 
     def bounded_count(self, conn: Any, table: str, limit: int) -> int:
         cur = conn.cursor()

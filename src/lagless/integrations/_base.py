@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import importlib
 import importlib.util
 import logging
@@ -49,7 +50,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
-class Integration:
+class Integration(abc.ABC):
     """Base of every integration. Subclasses set ``name``, ``module`` (what must import) and
     ``distribution`` (whose version ``MIN_VERSIONS`` checks), and implement ``_install`` and
     ``_uninstall``. ``install``/``uninstall`` are idempotent and thread-safe."""
@@ -118,11 +119,13 @@ class Integration:
             self._uninstall()
             self.installed = False
 
+    @abc.abstractmethod
     def _install(self) -> None:
-        raise NotImplementedError
+        """Patch or hook the library (called once, under the lock)."""
 
+    @abc.abstractmethod
     def _uninstall(self) -> None:
-        raise NotImplementedError
+        """Restore the library exactly as ``_install`` found it."""
 
 
 _instances: dict[str, Integration] = {}
