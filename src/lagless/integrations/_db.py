@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import lagless._runtime as _runtime_mod
 from lagless._runtime import get_runtime
-from lagless._spans import _SALT, on_event_loop, params_fingerprint, record
-from lagless._trace import Span, Trace
+from lagless._spans import _SALT, _suppress_db, on_event_loop, params_fingerprint, record
+from lagless._trace import Span, Trace, _current_trace
 
 _MISSING = object()
 
@@ -174,6 +174,45 @@ def record_wait(
         wait_ms=(end - start_ns) / 1_000_000,
         **({"db.system": system} if system else {}),
     )
+
+
+def wrap_pool_wait(
+    original: Callable[..., Any], name: str, driver: str, system: str, *, is_async: bool
+) -> Callable[..., Any]:
+    """Wrap a pool's "give me a connection" method (psycopg_pool ``getconn``, asyncpg
+    ``Pool._acquire``) so the wait becomes a ``pool`` span (:func:`record_wait`). The wrapper
+    keeps the original's ``__wrapped__``, docstring and name, and is a coroutine function
+    when the original is."""
+
+    async def traced(trace: Trace, self: Any, args: Any, kwargs: Any) -> Any:
+        start = _now()
+        try:
+            conn = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            record_wait(trace, name, driver, start, system=system, error=exc)
+            raise
+        record_wait(trace, name, driver, start, system=system)
+        return conn
+
+    def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, *args, **kwargs)
+        if is_async:
+            return traced(trace, self, args, kwargs)
+        start = _now()
+        try:
+            conn = original(self, *args, **kwargs)
+        except BaseException as exc:
+            record_wait(trace, name, driver, start, system=system, error=exc)
+            raise
+        record_wait(trace, name, driver, start, system=system)
+        return conn
+
+    wait.__wrapped__ = original  # type: ignore[attr-defined]
+    wait.__doc__ = original.__doc__
+    wait.__name__ = original.__name__
+    return mark_coroutine_function(wait) if is_async else wait
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -38,9 +38,9 @@ from lagless.integrations._db import (
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
-    record_wait,
     rows_from_status,
     take_new_connection,
+    wrap_pool_wait,
 )
 
 DRIVER = "asyncpg"
@@ -245,28 +245,6 @@ def _wrap_connect(original: Callable[..., Any]) -> Callable[..., Any]:
     return _finish(_connect, original)
 
 
-def _wrap_acquire(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``Pool._acquire(timeout)``."""
-
-    async def traced(trace: Trace, pool: Any, args: Any, kwargs: Any) -> Any:
-        start = _now()
-        try:
-            proxy = await original(pool, *args, **kwargs)
-        except BaseException as exc:
-            record_wait(trace, ACQUIRE, DRIVER, start, system=SYSTEM, error=exc)
-            raise
-        record_wait(trace, ACQUIRE, DRIVER, start, system=SYSTEM)
-        return proxy
-
-    def _acquire(self: Any, *args: Any, **kwargs: Any) -> Any:
-        trace = _current_trace.get()
-        if trace is None or _suppress_db.get():
-            return original(self, *args, **kwargs)
-        return traced(trace, self, args, kwargs)
-
-    return _finish(_acquire, original)
-
-
 def _wrap_reset(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Connection.reset()``, run by the pool on release: asyncpg's own housekeeping
     statements (``ROLLBACK``, ``RESET ALL``...) become one ``pool`` span, not ``db`` spans the
@@ -326,7 +304,11 @@ class AsyncpgIntegration(Integration):
             for name in ("_bind_exec", "_exec"):
                 patch(cursor.BaseCursor, name, _wrap_cursor(vars(cursor.BaseCursor)[name]))
             patch(connect_utils, "_connect", _wrap_connect(connect_utils._connect))
-            patch(pool.Pool, "_acquire", _wrap_acquire(vars(pool.Pool)["_acquire"]))
+            patch(
+                pool.Pool,
+                "_acquire",
+                wrap_pool_wait(vars(pool.Pool)["_acquire"], ACQUIRE, DRIVER, SYSTEM, is_async=True),
+            )
         except BaseException:
             self._patches.restore()
             raise

@@ -29,9 +29,9 @@ from lagless.integrations._db import (
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
-    record_wait,
     statement_text,
     take_new_connection,
+    wrap_pool_wait,
 )
 
 DRIVER = "psycopg"
@@ -166,37 +166,6 @@ def _wrap_connect(original: Callable[..., Any], is_async: bool) -> Any:
     return classmethod(connect)
 
 
-def _wrap_getconn(original: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
-    async def traced(trace: Trace, self: Any, args: Any, kwargs: Any) -> Any:
-        start = _now()
-        try:
-            conn = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM, error=exc)
-            raise
-        record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM)
-        return conn
-
-    def getconn(self: Any, *args: Any, **kwargs: Any) -> Any:
-        trace = _current_trace.get()
-        if trace is None or _suppress_db.get():
-            return original(self, *args, **kwargs)
-        if is_async:
-            return traced(trace, self, args, kwargs)
-        start = _now()
-        try:
-            conn = original(self, *args, **kwargs)
-        except BaseException as exc:
-            record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM, error=exc)
-            raise
-        record_wait(trace, GETCONN, DRIVER, start, system=SYSTEM)
-        return conn
-
-    getconn.__wrapped__ = original  # type: ignore[attr-defined]
-    getconn.__doc__ = original.__doc__
-    return mark_coroutine_function(getconn) if is_async else getconn
-
-
 class PsycopgIntegration(Integration):
     """Records psycopg 3 statements, new connections and psycopg_pool waits."""
 
@@ -246,7 +215,11 @@ class PsycopgIntegration(Integration):
             (psycopg_pool.ConnectionPool, False),
             (psycopg_pool.AsyncConnectionPool, True),
         ):
-            self._patches.patch(cls, "getconn", _wrap_getconn(vars(cls)["getconn"], is_async))
+            self._patches.patch(
+                cls,
+                "getconn",
+                wrap_pool_wait(vars(cls)["getconn"], GETCONN, DRIVER, SYSTEM, is_async=is_async),
+            )
 
     def _uninstall(self) -> None:
         self._patches.restore()
