@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from lagless._sql import fingerprint, is_select, redact
 from lagless._trace import Span, Trace, union_ns
@@ -175,17 +175,30 @@ def _http_identity(span: Span) -> Hashable | None:
     return span.name if fold_url(span.name) != span.name else None
 
 
-def _http_n_plus_one(trace: Trace, ctx: Context) -> Iterator[Finding]:
-    calls = [s for s in trace.ordered_spans() if s.kind == "http"]
-    for pattern, group in _groups(calls, lambda s: fold_url(s.name)).items():
-        repeats = _distinct(group, _http_identity)
+def _repeated_calls(
+    spans: list[Span],
+    pattern_of: Callable[[Span], str],
+    identity_of: Callable[[Span], Any],
+    ctx: Context,
+) -> Iterator[tuple[str, list[Span], list[Span], int, float, float]]:
+    """The call patterns (URL shape, cache key shape) repeated with different identities
+    often and long enough to report: ``(pattern, group, repeats, distinct, total_ms, cost)``.
+    Shared by the HTTP and cache variants; the SQL one also needs the parent query."""
+    for pattern, group in _groups(spans, pattern_of).items():
+        repeats = _distinct(group, identity_of)
         if not repeats:
             continue
-        distinct = len({_http_identity(s) for s in repeats})
+        distinct = len({identity_of(s) for s in repeats})
         total_ms = sum(s.duration_ms for s in repeats)
-        if not _qualifies(ctx, distinct, total_ms):
-            continue
-        cost = ms(_repeat_cost_ns(repeats))
+        if _qualifies(ctx, distinct, total_ms):
+            yield pattern, group, repeats, distinct, total_ms, ms(_repeat_cost_ns(repeats))
+
+
+def _http_n_plus_one(trace: Trace, ctx: Context) -> Iterator[Finding]:
+    calls = [s for s in trace.ordered_spans() if s.kind == "http"]
+    for pattern, _, repeats, distinct, total_ms, cost in _repeated_calls(
+        calls, lambda s: fold_url(s.name), _http_identity, ctx
+    ):
         yield Finding(
             code="n-plus-one-http",
             title=f"N+1 HTTP calls: {distinct} calls to {short(pattern, 80)}",
@@ -215,15 +228,9 @@ def _cache_n_plus_one(trace: Trace, ctx: Context) -> Iterator[Finding]:
         for s in trace.ordered_spans()
         if s.kind == "cache" and s.name.upper() in CACHE_READS and s.get("key") is not None
     ]
-    for pattern, group in _groups(reads, lambda s: f"{s.name.upper()} {s.get('key')}").items():
-        repeats = _distinct(group, lambda s: s.get("key_hash"))
-        if not repeats:
-            continue
-        distinct = len({s.get("key_hash") for s in repeats})
-        total_ms = sum(s.duration_ms for s in repeats)
-        if not _qualifies(ctx, distinct, total_ms):
-            continue
-        cost = ms(_repeat_cost_ns(repeats))
+    for pattern, group, repeats, distinct, total_ms, cost in _repeated_calls(
+        reads, lambda s: f"{s.name.upper()} {s.get('key')}", lambda s: s.get("key_hash"), ctx
+    ):
         stack = stack_of(trace)
         batch = (
             "cache.get_many(keys)"
