@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 from lagless._runtime import get_runtime
+from lagless._spans import params_fingerprint, record
+from lagless._trace import Trace
 
 logger = logging.getLogger("lagless")
 
@@ -108,6 +110,47 @@ def http_name(method: str, scheme: str, netloc: str, path: str, *, raw: bool) ->
     """``"GET https://api.example.com/users/{}"``: the query string is dropped (it may carry
     tokens) and the path folded, unless ``raw`` (``record_params``) keeps it as sent."""
     return f"{method.upper()} {scheme}://{netloc}{path if raw else fold(path)}"
+
+
+def record_http(
+    trace: Trace,
+    *,
+    driver: str,
+    method: str,
+    scheme: str,
+    host: str,
+    path: str,
+    url: str,
+    start: int,
+    end: int,
+    status: int | None,
+    size: int | None,
+    error: BaseException | None,
+    on_loop: bool,
+) -> None:
+    """The ``http`` span every HTTP client integration records: name from :func:`http_name`,
+    the URL only as a fingerprint (``url_hash``) so repeats can be told apart without keeping
+    query strings."""
+    attrs: dict[str, Any] = {
+        "method": method.upper(),
+        "host": host,
+        "driver": driver,
+        "url_hash": params_fingerprint(url),
+    }
+    if status is not None:
+        attrs["status"] = status
+    if size is not None:
+        attrs["bytes"] = size
+    if on_loop:
+        attrs["on_loop"] = True
+    name = http_name(method, scheme, host, path, raw=record_params())
+    record(trace, "http", name, start, end, error=error, **attrs)
+
+
+def content_length(headers: Any) -> int | None:
+    """A response's declared ``Content-Length``, when it is a plain number."""
+    length = headers.get("content-length")
+    return int(length) if length is not None and length.isdigit() else None
 
 
 _MISSING: Final = object()

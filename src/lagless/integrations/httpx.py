@@ -22,10 +22,10 @@ from time import perf_counter_ns as _now
 from typing import Any
 
 from lagless._guard import report_internal_error
-from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._spans import on_event_loop
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
-from lagless.integrations._clients import Patches, _in_http, http_name, netloc, record_params
+from lagless.integrations._clients import Patches, _in_http, content_length, netloc, record_http
 
 
 def _record(
@@ -42,27 +42,29 @@ def _record(
         url = request.url
         host = netloc(url.host, url.port)
         method = str(request.method)
-        attrs: dict[str, Any] = {
-            "method": method,
-            "host": host,
-            "driver": "httpx",
-            "url_hash": params_fingerprint(str(url)),
-        }
+        status: int | None = None
+        size: int | None = None
         if response is not None:
-            attrs["status"] = response.status_code
-            size: int | None = None
+            status = response.status_code
             if not stream and response.is_stream_consumed:
                 size = len(response.content)
             else:
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit():
-                    size = int(length)
-            if size is not None:
-                attrs["bytes"] = size
-        if on_loop:
-            attrs["on_loop"] = True
-        name = http_name(method, url.scheme, host, url.path, raw=record_params())
-        record(trace, "http", name, start, end, error=error, **attrs)
+                size = content_length(response.headers)
+        record_http(
+            trace,
+            driver="httpx",
+            method=method,
+            scheme=url.scheme,
+            host=host,
+            path=url.path,
+            url=str(url),
+            start=start,
+            end=end,
+            status=status,
+            size=size,
+            error=error,
+            on_loop=on_loop,
+        )
     except Exception as exc:
         report_internal_error("httpx:send", exc)
 

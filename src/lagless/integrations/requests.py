@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lagless._guard import report_internal_error
-from lagless._spans import on_event_loop, params_fingerprint, record
+from lagless._spans import on_event_loop
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
-from lagless.integrations._clients import Patches, _in_http, http_name, netloc, record_params
+from lagless.integrations._clients import Patches, _in_http, content_length, netloc, record_http
 
 
 def _record(
@@ -46,29 +46,28 @@ def _record(
             port = None
         where = netloc(host, port)
         method = str(request.method or "GET")
-        attrs: dict[str, Any] = {
-            "method": method.upper(),
-            "host": where,
-            "driver": "requests",
-            "url_hash": params_fingerprint(url),
-        }
+        status: int | None = None
+        size: int | None = None
         if response is not None:
-            attrs["status"] = response.status_code
-            size: int | None = None
-            if not stream:
-                # ``send`` has read the body already when not streaming; ``.content`` is the
-                # cached bytes then (on a streamed response it would read the body itself).
-                size = len(response.content or b"")
-            else:
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit():
-                    size = int(length)
-            if size is not None:
-                attrs["bytes"] = size
-        if on_event_loop():
-            attrs["on_loop"] = True
-        name = http_name(method, parts.scheme, where, parts.path or "/", raw=record_params())
-        record(trace, "http", name, start, end, error=error, **attrs)
+            status = response.status_code
+            # ``send`` has read the body already when not streaming; ``.content`` is the
+            # cached bytes then (on a streamed response it would read the body itself).
+            size = content_length(response.headers) if stream else len(response.content or b"")
+        record_http(
+            trace,
+            driver="requests",
+            method=method,
+            scheme=parts.scheme,
+            host=where,
+            path=parts.path or "/",
+            url=url,
+            start=start,
+            end=end,
+            status=status,
+            size=size,
+            error=error,
+            on_loop=on_event_loop(),
+        )
     except Exception as exc:
         report_internal_error("requests:send", exc)
 
