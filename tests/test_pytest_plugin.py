@@ -199,3 +199,10 @@ def test_entry_point_is_registered() -> None:
     from importlib.metadata import entry_points
 
     assert "lagless.pytest_plugin" in {ep.value for ep in entry_points(group="pytest11")}
+
+
+def test_plugin_severities_match_the_detectors() -> None:
+    from lagless import pytest_plugin
+    from lagless.detectors import SEVERITIES
+
+    assert tuple(reversed(SEVERITIES)) == pytest_plugin._SEVERITIES

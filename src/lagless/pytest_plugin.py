@@ -25,6 +25,8 @@ import pytest
 if TYPE_CHECKING:
     from lagless.testing import TraceCapture
 
+# Spelled out, not imported: pytest loads this module in every run of every project that has
+# lagless installed, so it imports nothing from lagless (a test checks it matches the detectors).
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 

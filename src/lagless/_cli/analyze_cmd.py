@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from lagless._trace import Trace
+from lagless.detectors._base import SEVERITIES
 from lagless.errors import LaglessError
 
-_SEVERITIES = ("critical", "high", "medium", "low", "info")
+# Worst first, as the choices read in --help.
+_SEVERITIES = tuple(reversed(SEVERITIES))
 
 
 def register(sub: Any) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lagless.detectors._base import SEVERITIES
 from lagless.errors import LaglessError
 
-_SEVERITIES = ("critical", "high", "medium", "low", "info")
+# Worst first, as the choices read in --help.
+_SEVERITIES = tuple(reversed(SEVERITIES))
 
 
 def register(sub: Any) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lagless.detectors._base import SEVERITIES
 from lagless.doctor._runner import RunResult
 from lagless.doctor._stats import RouteStats, route_stats
 
@@ -29,7 +30,7 @@ SEVERITY_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
-_SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+_SEVERITY_ORDER = tuple(reversed(SEVERITIES))  # worst first
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ class DoctorReport:
         return cls(run, list(findings), route_stats(run.traces))
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(_SEVERITY_ORDER, 0)
+        out: dict[str, int] = dict.fromkeys(_SEVERITY_ORDER, 0)
         for f in self.findings:
             out[f.severity] = out.get(f.severity, 0) + 1
         return out
