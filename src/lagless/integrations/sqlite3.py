@@ -96,19 +96,7 @@ def _traced(
         raise
     end = _now()
     try:
-        # ``_attrs`` and ``Trace.add_span`` inlined on this, the success path: two Python
-        # calls fewer a statement (~0.25 µs CPU in a micro-benchmark, ~3x that inside a
-        # request, where the code is colder).
-        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
-        if params:
-            add_params(attrs, params, many)
-        if many:
-            attrs["many"] = True
-        if _fresh and take_new_connection(conn, trace):
-            attrs["new_connection"] = True
-        # A synchronous driver call on a thread running an event loop blocks every task on it.
-        if _get_running_loop() is not None:
-            attrs["on_loop"] = True
+        attrs = _attrs(trace, conn, params, many)
         counting = False
         if not script:
             # Rows: DML/DDL carry sqlite3's own count; rows of a SELECT are counted as they are
@@ -142,7 +130,8 @@ def _traced(
 
 def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
     """A ``db`` span's attributes, as :func:`lagless.integrations._db.db_attrs` builds them,
-    inlined (that helper's keyword call and its own helpers cost ~1 µs a statement)."""
+    with positional arguments and no helpers of its own (that helper's keyword call and the
+    calls it makes cost ~1 µs a statement); the span itself is appended by the caller."""
     attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
     if params:
         add_params(attrs, params, many)
