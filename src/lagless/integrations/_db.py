@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 import lagless._runtime as _runtime_mod
 from lagless._runtime import get_runtime
-from lagless._spans import _SALT, _suppress_db, on_event_loop, params_fingerprint, record
+from lagless._spans import (
+    _SALT,
+    _get_running_loop,
+    _suppress_db,
+    on_event_loop,
+    params_fingerprint,
+    record,
+)
 from lagless._trace import Span, Trace, _current_trace
 
 _MISSING = object()
@@ -132,6 +139,25 @@ def db_attrs(
         attrs["new_connection"] = True
     # A synchronous driver call on a thread running an event loop blocks every task on it.
     if sync and on_event_loop():
+        attrs["on_loop"] = True
+    return attrs
+
+
+def statement_attrs(
+    driver: str, system: str, trace: Trace, conn: Any, params: Any, many: bool, sync: bool
+) -> dict[str, Any]:
+    """:func:`db_attrs` for the drivers' per-statement path (sqlite3, psycopg, asyncpg):
+    positional arguments, and ``new_connection`` worked out from ``conn`` here. One call a
+    statement, where ``db_attrs``'s keyword call cost ~1 µs more."""
+    attrs: dict[str, Any] = {"driver": driver, "db.system": system}
+    if params:
+        add_params(attrs, params, many)
+    if many:
+        attrs["many"] = True
+    if _fresh and take_new_connection(conn, trace):
+        attrs["new_connection"] = True
+    # A synchronous driver call on a thread running an event loop blocks every task on it.
+    if sync and _get_running_loop() is not None:
         attrs["on_loop"] = True
     return attrs
 

@@ -33,13 +33,11 @@ from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    _fresh,
-    add_params,
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
     rows_from_status,
-    take_new_connection,
+    statement_attrs,
     wrap_pool_wait,
 )
 
@@ -74,18 +72,11 @@ def _statement(
     rows_of: Callable[[Any], int | None],
     error: BaseException | None,
 ) -> None:
-    """Append the ``db`` span. Runs once per statement, so the attributes are built inline
-    rather than through ``db_attrs``'s keyword arguments."""
+    """Append the ``db`` span (the error path, and prepared statements)."""
     end = _now()
     try:
         rows = None if error is not None else rows_of(result)
-        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
-        if params:
-            add_params(attrs, params, many)
-        if many:
-            attrs["many"] = True
-        if _fresh and take_new_connection(conn, trace):
-            attrs["new_connection"] = True
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, False)
         if rows is not None:
             attrs["rows"] = rows
         if error is not None:
@@ -115,13 +106,7 @@ async def _run(
     # query takes: a nine-argument call and a method call fewer (~0.3 µs of the ~1.4 µs a
     # traced query added; bench/overhead.py drivers section).
     try:
-        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
-        if params:
-            add_params(attrs, params, many)
-        if many:
-            attrs["many"] = True
-        if _fresh and take_new_connection(conn, trace):
-            attrs["new_connection"] = True
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, False)
         rows = rows_of(result)
         if rows is not None:
             attrs["rows"] = rows

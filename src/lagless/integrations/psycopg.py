@@ -19,18 +19,16 @@ from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
-from lagless._spans import _get_running_loop, _suppress_db, db_error_text
+from lagless._spans import _suppress_db, db_error_text
 from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    _fresh,
-    add_params,
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
+    statement_attrs,
     statement_text,
-    take_new_connection,
     wrap_pool_wait,
 )
 
@@ -56,22 +54,12 @@ def _statement(
     error: BaseException | None,
 ) -> None:
     """Append the ``db`` span for ``execute(query, *args, **kwargs)``; ``key`` names the
-    parameters argument (``params_seq`` for executemany). Runs once per statement, so the
-    attributes are built inline rather than through ``db_attrs``'s keyword arguments."""
+    parameters argument (``params_seq`` for executemany)."""
     end = _now()
     try:
         many = key == "params_seq"
         params = args[0] if args else kwargs.get(key)
-        attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
-        if params:
-            add_params(attrs, params, many)
-        if many:
-            attrs["many"] = True
-        if _fresh and take_new_connection(cursor.connection, trace):
-            attrs["new_connection"] = True
-        # A synchronous driver call on a thread running an event loop blocks every task on it.
-        if sync and _get_running_loop() is not None:
-            attrs["on_loop"] = True
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, cursor.connection, params, many, sync)
         if error is None:
             rowcount = cursor.rowcount
             if rowcount >= 0:

@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
 from lagless._spans import (
-    _get_running_loop,
     _suppress_db,
     db_error_text,
 )
@@ -31,11 +30,9 @@ from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    _fresh,
-    add_params,
     mark_new_connection,
     record_connect,
-    take_new_connection,
+    statement_attrs,
 )
 
 DRIVER = "sqlite3"
@@ -129,20 +126,7 @@ def _traced(
 
 
 def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
-    """A ``db`` span's attributes, as :func:`lagless.integrations._db.db_attrs` builds them,
-    with positional arguments and no helpers of its own (that helper's keyword call and the
-    calls it makes cost ~1 µs a statement); the span itself is appended by the caller."""
-    attrs: dict[str, Any] = {"driver": DRIVER, "db.system": SYSTEM}
-    if params:
-        add_params(attrs, params, many)
-    if many:
-        attrs["many"] = True
-    if _fresh and take_new_connection(conn, trace):
-        attrs["new_connection"] = True
-    # A synchronous driver call on a thread running an event loop blocks every task on it.
-    if _get_running_loop() is not None:
-        attrs["on_loop"] = True
-    return attrs
+    return statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, True)
 
 
 class _TracedCursor(sqlite3.Cursor):
