@@ -140,6 +140,8 @@ host, port, path, seconds = "127.0.0.1", int(sys.argv[1]), sys.argv[2], float(sy
 request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
 sock = socket.create_connection((host, port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# A server that stops answering fails the run with a clear error, not a 30 s hang.
+sock.settimeout(10)
 buf = b""
 done = 0
 deadline = time.perf_counter() + seconds

@@ -61,20 +61,48 @@ def flask_route_template(rule: str) -> str:
     return template
 
 
-_request_proxy: Any = None
+def _resolve_request_getter() -> Callable[[], Any]:
+    """How to reach the current ``flask.Request`` itself, not the proxy, worked out once.
+
+    Flask 2.2-3.1 keep the request context in the context variable ``flask.globals._cv_request``:
+    reading it is one C call and an attribute, where the ``flask.request`` proxy's
+    ``_get_current_object`` goes through werkzeug's ``LocalProxy`` machinery (~0.5 µs a call,
+    and the hooks below make three a request). The variable is private, so it is
+    feature-detected, and any Flask without it (3.2 moves the request into the app context)
+    uses the public proxy. Resolved on first use, so importing this module does not import
+    Flask.
+    """
+    from flask import globals as flask_globals
+    from flask import request
+
+    proxy: Any = request  # typed as a Request; it is werkzeug's LocalProxy
+    cv = getattr(flask_globals, "_cv_request", None)
+    if cv is not None:
+        try:
+            ctx = cv.get(None)
+            if ctx is None or ctx.request is proxy._get_current_object():
+                get = cv.get
+
+                def from_context() -> Any:
+                    return get().request
+
+                return from_context
+        except Exception as exc:  # a layout lagless does not know: the public way
+            report_internal_error("flask:request-context", exc)
+    getter: Callable[[], Any] = proxy._get_current_object
+    return getter
 
 
-def _request() -> Any:
-    """The current ``flask.Request`` itself, not the proxy: one context lookup, then plain
-    attribute reads (each read through the ``flask.request`` proxy repeats the lookup). The
-    proxy is imported once, on first use, so importing this module does not import Flask."""
-    global _request_proxy
-    proxy = _request_proxy
-    if proxy is None:
-        from flask import request as proxy
+def _first_request() -> Any:
+    """The first lookup: resolve the getter, then rebind :data:`_request` to it, so every
+    later lookup is one call."""
+    global _request
+    _request = _resolve_request_getter()
+    return _request()
 
-        _request_proxy = proxy
-    return proxy._get_current_object()
+
+#: The current ``flask.Request`` (see :func:`_resolve_request_getter`); rebound on first use.
+_request: Callable[[], Any] = _first_request
 
 
 def _dotted(fn: Any) -> str:
@@ -178,7 +206,14 @@ class _FlaskHooks:
                 if req.method == "HEAD" or response.status_code in (204, 304):
                     size = 0  # werkzeug sends no body for these
                 else:
-                    size = response.calculate_content_length() or 0
+                    body = response.response
+                    if type(body) is list and len(body) == 1 and type(body[0]) is bytes:
+                        # What ``set_data`` leaves (every jsonify/str/bytes return): its length
+                        # is the size; ``calculate_content_length`` walks six Python calls
+                        # (``iter_encoded``, a generator, ``sum``) to say the same.
+                        size = len(body[0])
+                    else:
+                        size = response.calculate_content_length() or 0
                 req.environ["lagless.body_bytes"] = size
         except Exception as exc:
             report_internal_error("flask:response", exc)

@@ -352,3 +352,52 @@ def test_trace_ends_without_the_body_being_read(fresh_runtime: Runtime) -> None:
     assert len(fresh_runtime.recent_traces()) == 2
     assert streamed.get_data() == b"abc"
     assert fresh_runtime.recent_traces()[-1].response_bytes == 3
+
+
+def test_body_size_of_every_fully_built_body_shape(fresh_runtime: Runtime) -> None:
+    """The size of a fully built body is read straight off ``set_data``'s one bytes chunk;
+    other shapes (a list of several chunks, str chunks) take werkzeug's own count."""
+    app = flask.Flask("lagless_body_shapes")
+
+    @app.get("/one")
+    def one() -> Any:
+        return {"id": 1}
+
+    @app.get("/chunks")
+    def chunks() -> Any:
+        return app.response_class([b"ab", b"cde"])
+
+    @app.get("/text")
+    def text() -> Any:
+        return app.response_class(["h\u00e9", "llo"])
+
+    lagless.instrument(app, integrations=False)
+    client = app.test_client()
+    sizes = {}
+    for path in ("/one", "/chunks", "/text"):
+        response = client.get(path)
+        assert response.status_code == 200
+        sizes[path] = (fresh_runtime.recent_traces()[-1].response_bytes, len(response.get_data()))
+    assert sizes["/one"][0] == sizes["/one"][1] > 0
+    assert sizes["/chunks"] == (5, 5)
+    assert sizes["/text"] == (6, 6)  # "é" is two bytes in UTF-8
+
+
+def test_request_lookup_is_the_current_request(fresh_runtime: Runtime) -> None:
+    """The hooks' fast request lookup returns the very request the view sees, in every
+    request (not the first one's)."""
+    app = flask.Flask("lagless_request_lookup")
+    seen: list[tuple[Any, Any]] = []
+
+    @app.get("/r/<int:n>")
+    def r(n: int) -> str:
+        seen.append((flask_mod._request(), flask.request._get_current_object()))
+        return str(n)
+
+    lagless.instrument(app, integrations=False)
+    client = app.test_client()
+    for n in range(3):
+        assert client.get(f"/r/{n}").status_code == 200
+    assert len(seen) == 3
+    assert all(fast is real for fast, real in seen)
+    assert len({id(fast) for fast, _ in seen}) == 3
