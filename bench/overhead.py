@@ -82,7 +82,6 @@ TARGET_DB_ADDED = 0.03
 TARGET_OTEL_RATIO = 10.0
 # The issue's reference figures for its machine, used to scale TARGET_ADDED_US to this one.
 REFERENCE_BARE_US = 8.0  # a bare Starlette request, in-process
-REFERENCE_MIDDLEWARE_US = 1.5  # what one pure-ASGI timing middleware adds
 
 
 @dataclass(frozen=True)
@@ -543,15 +542,13 @@ def drivers_bench(plan: Plan) -> list[tuple[str, Result]]:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def machine_scale(rows: list[Any]) -> tuple[float, float, float] | None:
-    """How much slower than the issue's machine this one ran, from the yardsticks measured in
-    the Starlette alternation: ``(scale, bare hello µs, timing middleware adds µs)``. The scale
-    is the bare request's (the larger, steadier figure); the middleware's is printed beside
-    it as a cross-check."""
+def machine_scale(rows: list[Any]) -> tuple[float, float] | None:
+    """How much slower than the issue's machine this run went, from the yardstick measured in
+    the Starlette alternation: ``(scale, bare hello-world µs)``."""
     for _kind, res in rows:
-        if "ref-bare" in res.rounds and "ref-timed" in res.rounds:
+        if "ref-bare" in res.rounds:
             bare = res.median("ref-bare")
-            return bare / REFERENCE_BARE_US, bare, res.added("ref-timed", "ref-bare")
+            return bare / REFERENCE_BARE_US, bare
     return None
 
 
@@ -604,19 +601,12 @@ def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
         table.add_row(*cells)
     console.print(table)
     if scale:
-        factor, bare, mw = scale
-        starlette = next((res for kind, res in rows if kind == "starlette"), None)
+        factor, bare = scale
         console.print(
-            f"Yardsticks measured in the same alternation: a bare Starlette request {bare:.1f} µs "
-            f"(the issue's machine: ~{REFERENCE_BARE_US:g}) and one pure-ASGI timing middleware "
-            f"{mw:+.2f} µs (~{REFERENCE_MIDDLEWARE_US:g}): this run went {factor:.2f}x the "
-            f"issue's machine, so its 5 µs budget is {budget:.1f} µs here"
-            + (
-                f"; lagless on Starlette costs {starlette.added('lagless', 'bare') / mw:.1f} "
-                f"timing middlewares (the budget: {TARGET_ADDED_US / REFERENCE_MIDDLEWARE_US:.1f})."
-                if starlette is not None and mw > 0
-                else "."
-            )
+            f"Yardstick measured in the same alternation: a bare hello-world Starlette request "
+            f"{bare:.1f} µs (the issue's machine: ~{REFERENCE_BARE_US:g} µs), so this run went "
+            f"{factor:.2f}x the issue's machine and its {TARGET_ADDED_US:g} µs budget "
+            f"({TARGET_ADDED_US / REFERENCE_BARE_US:.1%} of that request) is {budget:.1f} µs here."
         )
     return ok
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,29 @@ def test_lazy_headers_decode_bytes_and_join_repeats() -> None:
     assert trace.request_headers == {"accept": "a, b", "x-y": "z"}
     trace.set_response_headers([("Cache-Control", "max-age=1")])
     assert trace.response_headers == {"cache-control": "max-age=1"}
+
+
+def test_lazy_header_source_runs_only_when_read() -> None:
+    """A ``(function, argument)`` source (the WSGI/Django environ) is run on first read only,
+    once; a tuple of header pairs is still read as pairs."""
+    from lagless.integrations.wsgi import environ_headers
+
+    calls: list[dict[str, str]] = []
+
+    def source(environ: dict[str, str]) -> Any:
+        calls.append(environ)
+        return environ_headers(environ)
+
+    environ = {
+        "HTTP_ACCEPT_LANGUAGE": "de",
+        "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "",
+        "PATH_INFO": "/x",
+    }
+    trace = Trace(request_headers=(source, environ))
+    assert calls == []
+    assert trace.request_headers == {"accept-language": "de", "content-type": "text/plain"}
+    assert trace.request_headers["accept-language"] == "de"
+    assert calls == [environ]
+    pairs = Trace(request_headers=((b"Host", b"a"), (b"X-A", b"b")))
+    assert pairs.request_headers == {"host": "a", "x-a": "b"}

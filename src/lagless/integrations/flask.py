@@ -187,9 +187,15 @@ class _FlaskHooks:
         trace = _current_trace.get()
         if trace is not None:
             try:
-                rule = _request().url_rule
+                req = _request()
+                rule = req.url_rule
                 if rule is not None:
                     trace.route = flask_route_template(rule.rule)
+                    # The handler's name too, while the rule is at hand: the handler span
+                    # then needs no second request lookup (a request a ``before_request``
+                    # function answers never reaches the view, and leaves it unread).
+                    if req.routing_exception is None:
+                        trace._handler = self._handler_name(rule.endpoint)
             except Exception as exc:
                 report_internal_error("flask:route", exc)
         return self._preprocess()
@@ -201,9 +207,11 @@ class _FlaskHooks:
         unfinished, and the pytest plugin would see no request."""
         response = self._process_response(response)
         try:
-            if not response.is_streamed and _current_trace.get() is not None:
-                req = _request()
-                if req.method == "HEAD" or response.status_code in (204, 304):
+            trace = _current_trace.get()
+            if trace is not None and not response.is_streamed:
+                # Read off the trace, not the request: the method is the environ's, and
+                # the size goes to the middleware in a trace slot (no request lookup).
+                if trace.method.upper() == "HEAD" or response.status_code in (204, 304):
                     size = 0  # werkzeug sends no body for these
                 else:
                     body = response.response
@@ -214,7 +222,7 @@ class _FlaskHooks:
                         size = len(body[0])
                     else:
                         size = response.calculate_content_length() or 0
-                req.environ["lagless.body_bytes"] = size
+                trace._body_bytes = size
         except Exception as exc:
             report_internal_error("flask:response", exc)
         return response
@@ -223,14 +231,17 @@ class _FlaskHooks:
         trace = _current_trace.get()
         if trace is None:
             return self._dispatch()
-        name = None
-        try:
-            req = _request()
-            rule = req.url_rule
-            if rule is not None and req.routing_exception is None:
-                name = self._handler_name(rule.endpoint)
-        except Exception as exc:
-            report_internal_error("flask:handler", exc)
+        name = trace._handler  # named by preprocess_request
+        if name is None:
+            # ``dispatch_request`` called without ``preprocess_request`` first (a test or an
+            # extension driving Flask by hand): ask the request.
+            try:
+                req = _request()
+                rule = req.url_rule
+                if rule is not None and req.routing_exception is None:
+                    name = self._handler_name(rule.endpoint)
+            except Exception as exc:
+                report_internal_error("flask:handler", exc)
         if name is None:
             return self._dispatch()
         start = _now()

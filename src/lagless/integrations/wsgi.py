@@ -39,21 +39,15 @@ _set = _current_trace.set
 _reset = _current_trace.reset
 
 
-class _EnvironHeaders:
-    """Request headers read lazily from a WSGI environ (``HTTP_*`` keys plus the two
-    content keys), in the shape :class:`Trace` decodes. Also used for Django's ``META``."""
-
-    __slots__ = ("environ",)
-
-    def __init__(self, environ: Any) -> None:
-        self.environ = environ
-
-    def items(self) -> Iterator[tuple[str, str]]:
-        for key, value in self.environ.items():
-            if key.startswith("HTTP_"):
-                yield key[5:].replace("_", "-").lower(), value
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-                yield key.replace("_", "-").lower(), value
+def environ_headers(environ: Any) -> Iterator[tuple[str, str]]:
+    """Request headers out of a WSGI environ (``HTTP_*`` keys plus the two content keys), in
+    the shape :class:`Trace` decodes; also used for Django's ``META``. Handed to the trace as
+    the lazy source ``(environ_headers, environ)``, run only if something reads the headers."""
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-").lower(), value
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            yield key.replace("_", "-").lower(), value
 
 
 def _default_route(environ: Environ) -> str | None:
@@ -255,7 +249,7 @@ class LaglessWSGIMiddleware:
         self.route_resolver: RouteResolver = route_resolver or _default_route
         self.framework = framework
         #: Set by a framework integration whose app reports a fully built body's size in
-        #: ``environ["lagless.body_bytes"]`` (Flask): such a request ends when the app returns.
+        #: the trace's ``_body_bytes`` slot (Flask): such a request ends when the app returns.
         self.complete_bodies = False
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -269,7 +263,7 @@ class LaglessWSGIMiddleware:
                 environ.get("REQUEST_METHOD", "GET"),
                 environ.get("PATH_INFO", "") or "/",
                 start_time=_wall(),
-                request_headers=_EnvironHeaders(environ),
+                request_headers=(environ_headers, environ),
                 query_string=environ.get("QUERY_STRING", ""),
             )
             trace.attrs["framework"] = self.framework
@@ -295,8 +289,8 @@ class LaglessWSGIMiddleware:
         if self.complete_bodies and req.digest is None:
             # The framework (Flask) built the whole body before returning and said how big
             # it is: the request is complete now, whether or not anyone reads the body.
-            size = environ.pop("lagless.body_bytes", None)
-            if size is not None:
+            size = trace._body_bytes
+            if size >= 0:
                 trace.response_bytes += size
                 req.finish()
                 return result

@@ -12,7 +12,7 @@ import pytest
 
 import lagless
 from lagless._runtime import Runtime
-from lagless._trace import Trace
+from lagless._trace import Trace, _current_trace
 from lagless.integrations import flask as flask_mod
 from lagless.integrations.flask import Lagless, flask_route_template, instrument_flask
 from lagless.integrations.wsgi import LaglessWSGIMiddleware
@@ -401,3 +401,24 @@ def test_request_lookup_is_the_current_request(fresh_runtime: Runtime) -> None:
     assert len(seen) == 3
     assert all(fast is real for fast, real in seen)
     assert len({id(fast) for fast, _ in seen}) == 3
+
+
+def test_handler_span_when_dispatch_runs_without_preprocess(fresh_runtime: Runtime) -> None:
+    """An extension or test driving ``dispatch_request`` by hand (no ``preprocess_request``
+    first) still gets a handler span named after the view."""
+    app = flask.Flask("lagless_manual_dispatch")
+
+    @app.get("/v/<int:n>")
+    def view(n: int) -> str:
+        return str(n)
+
+    lagless.instrument(app, integrations=False)
+    with app.test_request_context("/v/3"):
+        trace = Trace("GET", "/v/3")
+        token = _current_trace.set(trace)
+        try:
+            assert app.dispatch_request() == "3"
+        finally:
+            _current_trace.reset(token)
+    [handler] = [s for s in trace.spans if s.kind == "handler"]
+    assert handler.name.endswith("view")

@@ -38,7 +38,7 @@ from lagless._spans import error_text
 from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import install_integrations
 from lagless.integrations.django._routes import django_route_template
-from lagless.integrations.wsgi import _EnvironHeaders
+from lagless.integrations.wsgi import environ_headers
 
 __all__ = ["LaglessMiddleware"]
 
@@ -339,7 +339,7 @@ class LaglessMiddleware:
                 request.method or "GET",
                 request.path_info or "/",
                 start_time=_wall(),
-                request_headers=_EnvironHeaders(meta),
+                request_headers=(environ_headers, meta),
                 query_string=meta.get("QUERY_STRING", ""),
             )
             trace.attrs["framework"] = "django"
@@ -431,7 +431,7 @@ class LaglessMiddleware:
             request.method or "GET",
             request.path_info or "/",
             start_time=_wall(),
-            request_headers=_EnvironHeaders(meta),
+            request_headers=(environ_headers, meta),
             query_string=meta.get("QUERY_STRING", ""),
         )
         trace.attrs["framework"] = "django"
