@@ -27,9 +27,17 @@ return 0
 """
 
 
-def _client_kwargs(timeout: float | None, connect_timeout: float) -> dict[str, Any]:
+def _client_kwargs(
+    timeout: float | None, connect_timeout: float, *, is_async: bool = False
+) -> dict[str, Any]:
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
+
+    # Each client its own kind of Retry: redis-py 8 converts a synchronous Retry handed to an
+    # asyncio client with a UserWarning (an error where warnings are errors, as in our tests).
+    if is_async:
+        from redis.asyncio.retry import Retry
+    else:
+        from redis.retry import Retry  # type: ignore[assignment]
 
     return {
         "socket_timeout": timeout,
@@ -49,7 +57,7 @@ def _pool(module: Any, url: str, timeout: float, max_connections: int | None) ->
     around every send, which on Python 3.11 starts a task per command (~15 µs, a fifth of a
     local GET). The backend bounds each async call with one ``asyncio.timeout`` instead."""
     is_async = module.__name__ == "redis.asyncio"
-    kwargs = _client_kwargs(None if is_async else timeout, timeout)
+    kwargs = _client_kwargs(None if is_async else timeout, timeout, is_async=is_async)
     if max_connections is None:
         return module.ConnectionPool.from_url(url, **kwargs)
     return module.BlockingConnectionPool.from_url(
