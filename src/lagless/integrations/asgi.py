@@ -204,8 +204,8 @@ class LaglessMiddleware:
             trace = layered = _LayeredTrace(
                 scope["method"],
                 scope["path"],
-                start_time=_wall(),
-                request_headers=scope.get("headers"),
+                _wall(),
+                scope.get("headers"),
             )
             layered.layers = layered.handler = layered.error = None
             layered.depth = layered.sent = 0
@@ -213,8 +213,8 @@ class LaglessMiddleware:
             trace = Trace(
                 scope["method"],
                 scope["path"],
-                start_time=_wall(),
-                request_headers=scope.get("headers"),
+                _wall(),
+                scope.get("headers"),
             )
             time_app = self.time_app and rt.middleware_timing
         trace.attrs["framework"] = self.framework

@@ -262,9 +262,9 @@ class LaglessWSGIMiddleware:
             trace = Trace(
                 environ.get("REQUEST_METHOD", "GET"),
                 environ.get("PATH_INFO", "") or "/",
-                start_time=_wall(),
-                request_headers=(environ_headers, environ),
-                query_string=environ.get("QUERY_STRING", ""),
+                _wall(),
+                (environ_headers, environ),
+                environ.get("QUERY_STRING", ""),
             )
             trace.attrs["framework"] = self.framework
             req = _Request(

@@ -338,9 +338,9 @@ class LaglessMiddleware:
             trace = Trace(
                 request.method or "GET",
                 request.path_info or "/",
-                start_time=_wall(),
-                request_headers=(environ_headers, meta),
-                query_string=meta.get("QUERY_STRING", ""),
+                _wall(),
+                (environ_headers, meta),
+                meta.get("QUERY_STRING", ""),
             )
             trace.attrs["framework"] = "django"
             chain = self.chain
@@ -430,9 +430,9 @@ class LaglessMiddleware:
         trace = Trace(
             request.method or "GET",
             request.path_info or "/",
-            start_time=_wall(),
-            request_headers=(environ_headers, meta),
-            query_string=meta.get("QUERY_STRING", ""),
+            _wall(),
+            (environ_headers, meta),
+            meta.get("QUERY_STRING", ""),
         )
         trace.attrs["framework"] = "django"
         return trace
