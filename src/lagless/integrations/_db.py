@@ -148,10 +148,21 @@ def statement_attrs(
 ) -> dict[str, Any]:
     """:func:`db_attrs` for the drivers' per-statement path (sqlite3, psycopg, asyncpg):
     positional arguments, and ``new_connection`` worked out from ``conn`` here. One call a
-    statement, where ``db_attrs``'s keyword call cost ~1 µs more."""
+    statement, where ``db_attrs``'s keyword call cost ~1 µs more. A single statement's
+    parameters are fingerprinted here inline (:func:`add_params` is a second call a
+    statement), the way ``add_params`` does it."""
     attrs: dict[str, Any] = {"driver": driver, "db.system": system}
     if params:
-        add_params(attrs, params, many)
+        if many:
+            add_params(attrs, params, True)
+        else:
+            try:
+                attrs["params_hash"] = hash((_SALT, params))
+            except TypeError:
+                attrs["params_hash"] = params_fingerprint(params)
+            rt = _runtime_mod._runtime
+            if (rt if rt is not None else get_runtime()).record_params:
+                attrs["params"] = params
     if many:
         attrs["many"] = True
     if _fresh and take_new_connection(conn, trace):

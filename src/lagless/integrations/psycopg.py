@@ -24,6 +24,7 @@ from lagless._trace import Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
+    _fresh,
     mark_coroutine_function,
     mark_new_connection,
     record_connect,
@@ -59,7 +60,10 @@ def _statement(
     try:
         many = key == "params_seq"
         params = args[0] if args else kwargs.get(key)
-        attrs = statement_attrs(DRIVER, SYSTEM, trace, cursor.connection, params, many, sync)
+        # ``cursor.connection`` is a Python property: read only when a connection opened
+        # during a request awaits its first statement (``new_connection``).
+        conn = cursor.connection if _fresh else None
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, sync)
         if error is None:
             rowcount = cursor.rowcount
             if rowcount >= 0:

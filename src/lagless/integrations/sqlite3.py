@@ -21,25 +21,18 @@ from collections.abc import Iterator
 from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
-import lagless._runtime as _runtime_mod
 from lagless._guard import report_internal_error
-from lagless._runtime import get_runtime
 from lagless._spans import (
-    _SALT,
-    _get_running_loop,
     _suppress_db,
     db_error_text,
-    params_fingerprint,
 )
 from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
-    _fresh,
     mark_new_connection,
     record_connect,
     statement_attrs,
-    take_new_connection,
 )
 
 DRIVER = "sqlite3"
@@ -100,25 +93,8 @@ def _traced(
         raise
     end = _now()
     try:
-        # ``statement_attrs`` and ``add_params`` inlined for a single statement (the usual
-        # case; executemany keeps the shared helper): two Python calls fewer a statement.
-        if many:
-            attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, True)
-        else:
-            attrs = {"driver": DRIVER, "db.system": SYSTEM}
-            if params:
-                try:
-                    attrs["params_hash"] = hash((_SALT, params))
-                except TypeError:
-                    attrs["params_hash"] = params_fingerprint(params)
-                rt = _runtime_mod._runtime
-                if (rt if rt is not None else get_runtime()).record_params:
-                    attrs["params"] = params
-            if _fresh and take_new_connection(conn, trace):
-                attrs["new_connection"] = True
-            # A synchronous call on a thread running an event loop blocks every task on it.
-            if _get_running_loop() is not None:
-                attrs["on_loop"] = True
+        # ``_attrs`` inlined on the success path: one Python call fewer a statement.
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, True)
         counting = False
         if not script:
             # Rows: DML/DDL carry sqlite3's own count; rows of a SELECT are counted as they are
