@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from lagless._guard import report_internal_error
 from lagless._spans import _suppress_db, db_error_text
-from lagless._trace import Trace, _current_trace
+from lagless._trace import Span, Trace, _current_trace
 from lagless.integrations._base import Integration
 from lagless.integrations._db import (
     Patches,
@@ -65,13 +65,22 @@ def _statement(
         conn = cursor.connection if _fresh else None
         attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, sync)
         if error is None:
-            rowcount = cursor.rowcount
+            # ``rowcount`` is a Python property returning ``_rowcount``: the slot is read
+            # directly where it exists (psycopg 3.1-3.3), the property otherwise.
+            rowcount = getattr(cursor, "_rowcount", None)
+            if rowcount is None:
+                rowcount = cursor.rowcount
             if rowcount >= 0:
                 attrs["rows"] = rowcount
         else:
             attrs["error"] = db_error_text(error)
         name = query if type(query) is str else _text(cursor, query)
-        trace.add_span("db", name, start, end, attrs)
+        # ``Trace.add_span`` inlined: a method call fewer a statement.
+        spans = trace.spans
+        if len(spans) < trace.max_spans:
+            spans.append(Span("db", name, start, end - start, attrs))
+        else:
+            trace.attrs["dropped_spans"] = trace.attrs.get("dropped_spans", 0) + 1
     except Exception as exc:
         report_internal_error("psycopg:record", exc)
 

@@ -17,6 +17,7 @@ from lagless._runtime import Runtime  # noqa: E402
 from lagless._spans import _suppress_db, params_fingerprint  # noqa: E402
 from lagless._trace import Trace, _current_trace  # noqa: E402
 from lagless.integrations import get_integration  # noqa: E402
+from lagless.integrations import psycopg as psycopg_integration  # noqa: E402
 from lagless.integrations.psycopg import GETCONN  # noqa: E402
 
 from ._helpers import db_spans, pool_spans, tracing, unique_table  # noqa: E402
@@ -325,7 +326,8 @@ def test_internal_error_never_fails_the_query(
         raise RuntimeError("lagless bug")
 
     with psycopg.connect(postgres_dsn) as conn, tracing() as trace:
-        monkeypatch.setattr(Trace, "add_span", broken)
+        # The span is appended inline (no add_span): break the attribute builder it calls.
+        monkeypatch.setattr(psycopg_integration, "statement_attrs", broken)
         assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute("SELECT 1 / 0")
