@@ -357,3 +357,17 @@ async def test_async_streaming_and_errors_through_asgi(fresh_runtime: Runtime) -
     trace = only(fresh_runtime)
     assert trace.status == 500
     assert trace.attrs["error"] == "RuntimeError: view exploded"
+
+
+def test_lagless_alone_times_the_handler_without_probe_slots(fresh_runtime: Runtime) -> None:
+    """With no middleware inside lagless's there is nothing to probe: the handler span is
+    lagless's own call into the view, and the request carries no probe slots."""
+    with override_settings(MIDDLEWARE=["lagless.django.LaglessMiddleware"]):
+        response = Client().get("/users/1/")
+        assert response.status_code == 200
+        assert mw_mod._SLOTS not in response.wsgi_request.__dict__
+    trace = only(fresh_runtime)
+    (handler,) = trace.spans_of("handler")
+    assert handler.name == "tests.integrations.django.views.user"
+    assert trace.spans_of("middleware") == []
+    assert 0 < handler.duration_ns <= trace.duration_ns

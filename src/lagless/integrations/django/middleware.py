@@ -345,7 +345,9 @@ class LaglessMiddleware:
             trace.attrs["framework"] = "django"
             chain = self.chain
             slots = None
-            if chain is not None:
+            if chain is not None and chain.names:
+                # Probe slots only when there are layers to time: with none inside ours the
+                # handler span is our own start and end (no list, no request attribute).
                 slots = request.__dict__[_SLOTS] = [0] * chain.n_slots
         except Exception as exc:  # lagless cannot trace this request; serve it untraced
             report_internal_error("django:begin", exc)
@@ -439,8 +441,8 @@ class LaglessMiddleware:
 
     def _slots(self, request: Any) -> list[int] | None:
         chain = self.chain
-        if chain is None:
-            return None
+        if chain is None or not chain.names:
+            return None  # nothing to probe: the handler span is our own start and end
         slots = [0] * chain.n_slots
         request.__dict__[_SLOTS] = slots
         return slots
@@ -514,9 +516,15 @@ class LaglessMiddleware:
         if match is not None:
             trace.route = django_route_template(match.route)
             handler = getattr(match, "_func_path", None) or match.view_name
-        if slots is not None and self.chain is not None:
+        chain = self.chain
+        if chain is None:
+            return
+        if slots is not None:
             slots[0], slots[1] = start, end
-            self.chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
+            chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
+        elif not chain.names and chain.complete and handler is not None:
+            # No layer inside ours (see ``__call__``): what ``_Chain.record`` would append.
+            trace.spans.append(Span("handler", handler, start, end - start))
 
     def _stream(self, response: Any, trace: Trace) -> None:
         done = False
