@@ -5,6 +5,8 @@ callables, the way a server would, without a test client's own cost in the measu
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import inspect
 import io
 import sqlite3
@@ -69,6 +71,93 @@ def flask_app(conn: Any, name: str) -> Any:
         return fetch_item(conn, item_id)
 
     return app
+
+
+# -- the floor: the least a pure-Python middleware can do for what lagless does -----------------
+
+_floor_trace: contextvars.ContextVar[_FloorTrace | None] = contextvars.ContextVar(
+    "bench_floor_trace", default=None
+)
+_floor_ring: collections.deque[_FloorTrace] = collections.deque(maxlen=1000)
+_plain_execute = sqlite3.Cursor.execute
+_plain_cursor = sqlite3.Connection.cursor
+
+
+class _FloorTrace:
+    __slots__ = ("spans", "start")
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, int, int]] = []
+        self.start = perf_counter_ns()
+
+
+class _FloorCursor(sqlite3.Cursor):
+    def execute(self, sql: str, params: Any = ()) -> Any:  # type: ignore[override]
+        trace = _floor_trace.get()
+        if trace is None:
+            return _plain_execute(self, sql, params)
+        start = perf_counter_ns()
+        result = _plain_execute(self, sql, params)
+        trace.spans.append((sql, start, perf_counter_ns() - start))
+        return result
+
+
+class _FloorConnection(sqlite3.Connection):
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        return _plain_cursor(self, _FloorCursor)
+
+
+class _FloorMiddleware:
+    """The floor under lagless's cost: what issue 2 asks of a request done with nothing else
+    (no route, no handler span, no parameter fingerprint, no row count, no guard against its
+    own errors, no settings): a trace object made current, the query timed into it, a
+    Server-Timing header with db and total, the trace kept in a ring. What this adds is what
+    any pure-Python middleware pays for those four things on this machine."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace = _FloorTrace()
+        token = _floor_trace.set(trace)
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                db = sum(span[2] for span in trace.spans)
+                total = perf_counter_ns() - trace.start
+                value = b"db;dur=%.2f, total;dur=%.2f" % (db / 1e6, total / 1e6)
+                headers = [*message.get("headers", ()), (b"server-timing", value)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            _floor_trace.reset(token)
+            _floor_ring.append(trace)
+
+
+def floor_app() -> Any:
+    """The Starlette bench app behind :class:`_FloorMiddleware`, on a connection whose
+    cursors time their statements the floor's way."""
+    conn = inspect.unwrap(sqlite3.connect)(
+        ":memory:", check_same_thread=False, factory=_FloorConnection
+    )
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(100)])
+    conn.commit()
+    return _FloorMiddleware(starlette_app(conn))
+
+
+def check_floor_arm(probe: Any) -> None:
+    """The floor arm must do its four things, or it would be a floor under nothing."""
+    _floor_ring.clear()
+    probe(1)
+    if not probe.header(b"server-timing") or not _floor_ring or not _floor_ring[-1].spans:
+        raise SystemExit("the floor arm recorded no span or sent no Server-Timing header")
 
 
 def reference_apps() -> dict[str, Any]:

@@ -48,7 +48,9 @@ from _apps import (
     ASGIProbe,
     WSGIProbe,
     build_arms,
+    check_floor_arm,
     check_lagless_arm,
+    floor_app,
     note,
     notes,
     reference_apps,
@@ -116,9 +118,12 @@ def in_process(plan: Plan, provider: Any, count_otel: Callable[[], int] | None) 
                 for arm, app in apps.items()
             }
             if kind == "starlette":
-                # The yardsticks run in the same alternation as the Starlette arms.
+                # The yardstick and the floor run in the same alternation as the Starlette
+                # arms.
                 for arm, app in reference_apps().items():
                     probes[arm] = ASGIProbe(app, loop)
+                probes["floor"] = ASGIProbe(floor_app(), loop)
+                check_floor_arm(probes["floor"])
             check_lagless_arm(probes["lagless"], kind)
             before = count_otel() if count_otel else 0
             result = alternate(
@@ -608,6 +613,16 @@ def report_in_process(rows: list[Any], has_otel: bool) -> list[bool]:
             f"{factor:.2f}x the issue's machine and its {TARGET_ADDED_US:g} µs budget "
             f"({TARGET_ADDED_US / REFERENCE_BARE_US:.1%} of that request) is {budget:.1f} µs here."
         )
+        starlette = next((res for kind, res in rows if kind == "starlette"), None)
+        if starlette is not None and "floor" in starlette.rounds:
+            floor = starlette.added("floor", "bare")
+            lagless_added = starlette.added("lagless", "bare")
+            console.print(
+                f"The floor (bench/_apps.py: a trace made current, the query timed, "
+                f"Server-Timing, the trace kept, nothing else) adds {floor:+.2f} µs to the "
+                f"Starlette request, {floor / budget:.0%} of the budget; lagless adds "
+                f"{lagless_added / floor:.2f}x the floor."
+            )
     return ok
 
 
