@@ -148,7 +148,7 @@ class _Request:
             return
         self.done = True
         trace = self.trace
-        trace.finish()
+        trace.duration_ns = _now() - trace.start_ns  # ``Trace.finish`` inlined (per request)
         try:
             if trace.route is None:
                 trace.route = self.mw.route_resolver(self.environ)

@@ -505,7 +505,12 @@ class LaglessMiddleware:
         except Exception as exc:
             report_internal_error("django:response", exc)
         if not streamed:
-            self._finish(trace)
+            # ``_finish`` and ``Trace.finish`` inlined: every non-streamed response ends here.
+            try:
+                trace.duration_ns = _now() - trace.start_ns
+                self.runtime.finish_trace(trace)
+            except Exception as exc:
+                report_internal_error("django:finish", exc)
         return response
 
     def _route_and_layers(
