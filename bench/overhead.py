@@ -151,7 +151,7 @@ def _serve(kind: str, arm: str, port: int) -> None:
     uninstall_integrations()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     otel = otel_tracer_provider() if arm == "otel" else None
-    app = build_arms(kind, arm, otel[0] if otel else None)
+    app = floor_app() if arm == "floor" else build_arms(kind, arm, otel[0] if otel else None)
     if kind == "starlette":
         import uvicorn
 
@@ -193,7 +193,7 @@ def servers(kind: str, arms: tuple[str, ...]) -> Iterator[dict[str, int]]:
         for arm, port in ports.items():
             wait_for_port(port)
             timing = _server_header(port)
-            if (arm == "lagless") != (timing is not None):
+            if (arm in ("lagless", "floor")) != (timing is not None):
                 raise SystemExit(f"{kind}/{arm} over loopback: Server-Timing={timing!r}")
         yield ports
     finally:
@@ -206,14 +206,17 @@ def servers(kind: str, arms: tuple[str, ...]) -> Iterator[dict[str, int]]:
 def loopback(plan: Plan, arms: tuple[str, ...]) -> list[Any]:
     rows = []
     for kind in plan.frameworks_loopback:
+        # Starlette also serves the floor (see bench/_apps.py), for what a minimal middleware
+        # keeps of the bare requests per second under the same server.
+        kind_arms = (*arms, "floor") if kind == "starlette" else arms
         try:
-            with servers(kind, arms) as ports:
+            with servers(kind, kind_arms) as ports:
                 for port in ports.values():  # warm up every server and the client
                     load(port, PATH, 1.0)
-                rps: dict[str, list[float]] = {arm: [] for arm in arms}
+                rps: dict[str, list[float]] = {arm: [] for arm in kind_arms}
                 for r in range(plan.loop_rounds):
-                    shift = r % len(arms)
-                    for arm in arms[shift:] + arms[:shift]:
+                    shift = r % len(kind_arms)
+                    for arm in kind_arms[shift:] + kind_arms[:shift]:
                         rps[arm].append(load(ports[arm], PATH, plan.loop_seconds))
         except (ImportError, RuntimeError) as exc:
             note(f"{kind}: loopback skipped ({exc})")
@@ -633,6 +636,7 @@ def report_loopback(rows: list[Any], arms: tuple[str, ...]) -> list[bool]:
     if "otel" in arms:
         table.add_column("otel rps", justify="right")
         table.add_column("otel / bare", justify="right")
+    table.add_column("floor / bare", justify="right")
     ok: list[bool] = []
     for kind, rps in rows:
         ratios = [lg / b for lg, b in zip(rps["lagless"], rps["bare"], strict=True)]
@@ -651,6 +655,11 @@ def report_loopback(rows: list[Any], arms: tuple[str, ...]) -> list[bool]:
             pairs = zip(rps["otel"], rps["bare"], strict=True)
             o_ratio = statistics.median(o / b for o, b in pairs)
             cells += [f"{statistics.median(rps['otel']):,.0f}", f"{o_ratio:.1%}"]
+        if "floor" in rps:
+            pairs = zip(rps["floor"], rps["bare"], strict=True)
+            cells.append(f"{statistics.median(f / b for f, b in pairs):.1%}")
+        else:
+            cells.append("[dim]-[/dim]")
         table.add_row(*cells)
     console.print(table)
     return ok
