@@ -1,8 +1,8 @@
 """Capture of psycopg 3 (sync and async) and of psycopg_pool's connection acquisition.
 
 psycopg has no execution hooks (its ``notice``/``notify`` handlers see server messages, not
-queries), so the narrowest methods are wrapped: ``execute``/``executemany`` of
-:class:`psycopg.Cursor` and :class:`psycopg.AsyncCursor` (``Connection.execute`` and the
+queries), so the narrowest methods are wrapped: ``execute``/``executemany``/``stream``/``copy``
+of :class:`psycopg.Cursor` and :class:`psycopg.AsyncCursor` (``Connection.execute`` and the
 client-side and raw cursor classes inherit them), ``execute`` of the server-side cursors,
 ``Connection.connect``/``AsyncConnection.connect`` (new physical connections), and ``getconn``
 of ``ConnectionPool``/``AsyncConnectionPool`` (which their ``connection()`` context managers
@@ -130,6 +130,197 @@ def _wrap_async(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
     return mark_coroutine_function(execute)
 
 
+def _stream_span(
+    cursor: Any,
+    trace: Trace,
+    query: Any,
+    params: Any,
+    first: int,
+    busy: int,
+    rows: int,
+    sync: bool,
+    error: BaseException | None,
+) -> None:
+    """The ``db`` span of a ``stream()``: it starts when the query was sent (the first row
+    asked for) and lasts the time spent waiting in the driver, not the caller's work between
+    rows; ``rows`` is how many rows the caller read."""
+    try:
+        conn = cursor.connection if _fresh else None
+        attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, False, sync)
+        attrs["stream"] = True
+        attrs["rows"] = rows
+        if error is not None:
+            attrs["error"] = db_error_text(error)
+        name = query if type(query) is str else _text(cursor, query)
+        trace.add_span("db", name, first, first + busy, attrs)
+    except Exception as exc:
+        report_internal_error("psycopg:record", exc)
+
+
+def _wrap_stream(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Cursor.stream`` (a generator: psycopg sends the query on the first ``next``)."""
+
+    def traced(trace: Trace, self: Any, query: Any, params: Any, rows_iter: Any) -> Any:
+        first = busy = rows = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                start = _now()
+                if not first:
+                    first = start
+                try:
+                    row = next(rows_iter)
+                except StopIteration:
+                    busy += _now() - start
+                    return
+                busy += _now() - start
+                rows += 1
+                yield row
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                error = exc
+            raise
+        finally:
+            if first:
+                _stream_span(self, trace, query, params, first, busy, rows, True, error)
+            rows_iter.close()
+
+    def stream(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, query, params, **kwargs)
+        return traced(trace, self, query, params, original(self, query, params, **kwargs))
+
+    stream.__wrapped__ = original  # type: ignore[attr-defined]
+    stream.__doc__ = original.__doc__
+    return stream
+
+
+def _wrap_astream(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``AsyncCursor.stream`` (an async generator), as :func:`_wrap_stream`."""
+
+    async def traced(trace: Trace, self: Any, query: Any, params: Any, rows_iter: Any) -> Any:
+        first = busy = rows = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                start = _now()
+                if not first:
+                    first = start
+                try:
+                    row = await rows_iter.__anext__()
+                except StopAsyncIteration:
+                    busy += _now() - start
+                    return
+                busy += _now() - start
+                rows += 1
+                yield row
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                error = exc
+            raise
+        finally:
+            if first:
+                _stream_span(self, trace, query, params, first, busy, rows, False, error)
+            await rows_iter.aclose()
+
+    def stream(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, query, params, **kwargs)
+        return traced(trace, self, query, params, original(self, query, params, **kwargs))
+
+    stream.__wrapped__ = original  # type: ignore[attr-defined]
+    stream.__doc__ = original.__doc__
+    return stream
+
+
+class _TracedCopy:
+    """What a traced ``cursor.copy(...)`` returns: psycopg's own context manager, with one
+    ``db`` span (``copy=True``) from entering it to leaving it, the whole COPY: the statement
+    and the data the block writes or reads."""
+
+    __slots__ = ("_cm", "_cursor", "_params", "_start", "_statement", "_trace")
+
+    def __init__(self, trace: Trace, cursor: Any, statement: Any, params: Any, cm: Any) -> None:
+        self._trace = trace
+        self._cursor = cursor
+        self._statement = statement
+        self._params = params
+        self._cm = cm
+        self._start = 0
+
+    def _record(self, error: BaseException | None, sync: bool) -> None:
+        end = _now()
+        try:
+            cursor = self._cursor
+            conn = cursor.connection if _fresh else None
+            attrs = statement_attrs(DRIVER, SYSTEM, self._trace, conn, self._params, False, sync)
+            attrs["copy"] = True
+            if error is None:
+                rowcount = cursor.rowcount
+                if rowcount >= 0:
+                    attrs["rows"] = rowcount
+            else:
+                attrs["error"] = db_error_text(error)
+            statement = self._statement
+            name = statement if type(statement) is str else _text(cursor, statement)
+            self._trace.add_span("db", name, self._start, end, attrs)
+        except Exception as exc:
+            report_internal_error("psycopg:record", exc)
+
+    def __enter__(self) -> Any:
+        self._start = _now()
+        try:
+            return self._cm.__enter__()
+        except BaseException as exc:
+            self._record(exc, True)
+            raise
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        error: BaseException | None = exc_info[1]
+        try:
+            return self._cm.__exit__(*exc_info)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._record(error, True)
+
+    async def __aenter__(self) -> Any:
+        self._start = _now()
+        try:
+            return await self._cm.__aenter__()
+        except BaseException as exc:
+            self._record(exc, False)
+            raise
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        error: BaseException | None = exc_info[1]
+        try:
+            return await self._cm.__aexit__(*exc_info)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._record(error, False)
+
+
+def _wrap_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Cursor.copy``/``AsyncCursor.copy``: a context manager factory."""
+
+    def copy(self: Any, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        cm = original(self, statement, params, **kwargs)
+        if trace is None or _suppress_db.get():
+            return cm
+        return _TracedCopy(trace, self, statement, params, cm)
+
+    copy.__wrapped__ = original  # type: ignore[attr-defined]
+    copy.__doc__ = original.__doc__
+    return copy
+
+
 def _wrap_connect(original: Callable[..., Any], is_async: bool) -> Any:
     """``Connection.connect`` is a classmethod; ``original`` is its function."""
 
@@ -187,6 +378,9 @@ class PsycopgIntegration(Integration):
                 wrap = _wrap_async if is_async else _wrap_sync
                 patch(cls, "execute", wrap(vars(cls)["execute"], False))
                 patch(cls, "executemany", wrap(vars(cls)["executemany"], True))
+                stream = vars(cls)["stream"]
+                patch(cls, "stream", _wrap_astream(stream) if is_async else _wrap_stream(stream))
+                patch(cls, "copy", _wrap_copy(vars(cls)["copy"]))
             server_cursors: tuple[tuple[type, bool], ...] = (
                 (psycopg.ServerCursor, False),
                 (psycopg.AsyncServerCursor, True),

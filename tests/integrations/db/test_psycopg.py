@@ -31,8 +31,12 @@ ORIGINALS = {
     "AsyncConnection.connect": vars(psycopg.AsyncConnection)["connect"],
     "Cursor.execute": psycopg.Cursor.execute,
     "Cursor.executemany": psycopg.Cursor.executemany,
+    "Cursor.stream": psycopg.Cursor.stream,
+    "Cursor.copy": psycopg.Cursor.copy,
     "AsyncCursor.execute": psycopg.AsyncCursor.execute,
     "AsyncCursor.executemany": psycopg.AsyncCursor.executemany,
+    "AsyncCursor.stream": psycopg.AsyncCursor.stream,
+    "AsyncCursor.copy": psycopg.AsyncCursor.copy,
     "ServerCursor.execute": psycopg.ServerCursor.execute,
     "AsyncServerCursor.execute": psycopg.AsyncServerCursor.execute,
     "ConnectionPool.getconn": psycopg_pool.ConnectionPool.getconn,
@@ -47,8 +51,12 @@ def _current() -> dict[str, Any]:
         "AsyncConnection.connect": vars(psycopg.AsyncConnection)["connect"],
         "Cursor.execute": psycopg.Cursor.execute,
         "Cursor.executemany": psycopg.Cursor.executemany,
+        "Cursor.stream": psycopg.Cursor.stream,
+        "Cursor.copy": psycopg.Cursor.copy,
         "AsyncCursor.execute": psycopg.AsyncCursor.execute,
         "AsyncCursor.executemany": psycopg.AsyncCursor.executemany,
+        "AsyncCursor.stream": psycopg.AsyncCursor.stream,
+        "AsyncCursor.copy": psycopg.AsyncCursor.copy,
         "ServerCursor.execute": psycopg.ServerCursor.execute,
         "AsyncServerCursor.execute": psycopg.AsyncServerCursor.execute,
         "ConnectionPool.getconn": psycopg_pool.ConnectionPool.getconn,
@@ -335,3 +343,99 @@ def test_internal_error_never_fails_the_query(
     assert trace.spans == []
     assert internal_errors.get("psycopg:record") == 2
     reset_internal_errors()
+
+
+def test_stream_one_span_rows_read_and_driver_time(postgres_dsn: str, table: str) -> None:
+    """``cursor.stream()`` is one span: rows as read, the time spent in the driver (not the
+    caller's work between rows), and recorded whether the loop ends or breaks early."""
+    install("psycopg")
+    with tracing() as trace, psycopg.connect(postgres_dsn) as conn:
+        cur = conn.cursor()
+        assert list(cur.stream(f"SELECT id FROM {table} WHERE id >= %s", (1,))) == [
+            (1,),
+            (2,),
+            (3,),
+        ]
+        stream = cur.stream(f"SELECT id FROM {table} ORDER BY id")
+        for row in stream:
+            assert row == (1,)
+            break
+        stream.close()  # what a dropped generator does; explicit, so the test does not wait on GC
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is usable again
+    full, early, after = db_spans(trace)
+    assert full.name == f"SELECT id FROM {table} WHERE id >= %s"
+    assert full.get("stream") is True and full.get("rows") == 3
+    assert full.get("params_hash") == params_fingerprint((1,))
+    assert early.get("stream") is True and early.get("rows") == 1
+    assert after.name == "SELECT 1" and after.get("stream") is None
+    assert full.end_ns <= early.start_ns
+
+
+def test_stream_error_recorded_and_raised(postgres_dsn: str, trace: Trace) -> None:
+    install("psycopg")
+    with psycopg.connect(postgres_dsn) as conn, pytest.raises(psycopg.errors.UndefinedTable):
+        list(conn.cursor().stream("SELECT * FROM lagless_no_such_table"))
+    (span,) = db_spans(trace)
+    assert span.get("stream") is True and span.get("rows") == 0
+    assert span.get("error").startswith("UndefinedTable")
+
+
+def test_copy_in_and_out_recorded(postgres_dsn: str, table: str) -> None:
+    install("psycopg")
+    with tracing() as trace, psycopg.connect(postgres_dsn) as conn:
+        cur = conn.cursor()
+        with cur.copy(f"COPY {table} (id, name) FROM STDIN") as copy:
+            for i in range(20, 25):
+                copy.write_row((i, f"n{i}"))
+        with cur.copy(f"COPY (SELECT id FROM {table} ORDER BY id) TO STDOUT") as copy:
+            out = list(copy.rows())
+        conn.rollback()
+    assert len(out) == 8
+    copy_in, copy_out = db_spans(trace)
+    assert copy_in.name == f"COPY {table} (id, name) FROM STDIN"
+    assert copy_in.get("copy") is True and copy_in.get("rows") == 5
+    assert copy_out.get("copy") is True and copy_out.get("error") is None
+
+
+def test_copy_error_recorded_and_raised(postgres_dsn: str, table: str, trace: Trace) -> None:
+    install("psycopg")
+    with (
+        psycopg.connect(postgres_dsn) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation),
+        conn.cursor().copy(f"COPY {table} (id, name) FROM STDIN") as copy,
+    ):
+        copy.write_row((1, "duplicate of an existing key"))
+    (span,) = db_spans(trace)
+    assert span.get("copy") is True
+    assert span.get("error").startswith("UniqueViolation")
+
+
+async def test_async_stream_and_copy(postgres_dsn: str, table: str) -> None:
+    install("psycopg")
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        with tracing() as trace:
+            cur = conn.cursor()
+            rows = [row async for row in cur.stream(f"SELECT id FROM {table} ORDER BY id")]
+            async with cur.copy(f"COPY {table} (id, name) FROM STDIN") as copy:
+                await copy.write_row((30, "x"))
+            await conn.rollback()
+    assert rows == [(1,), (2,), (3,)]
+    streamed, copied = db_spans(trace)
+    assert streamed.get("stream") is True and streamed.get("rows") == 3
+    assert streamed.get("on_loop") is None
+    assert copied.get("copy") is True and copied.get("rows") == 1
+
+
+def test_stream_and_copy_untraced_are_the_originals(postgres_dsn: str, table: str) -> None:
+    """Without a trace, ``stream`` hands back psycopg's own generator and ``copy`` its own
+    context manager."""
+    install("psycopg")
+    with psycopg.connect(postgres_dsn) as conn:
+        cur = conn.cursor()
+        gen = cur.stream(f"SELECT id FROM {table}")
+        assert gen.gi_code is ORIGINALS["Cursor.stream"].__code__
+        assert sorted(gen) == [(1,), (2,), (3,)]
+        cm = cur.copy("COPY (SELECT 1) TO STDOUT")
+        assert type(cm).__name__ != "_TracedCopy"
+        with cm as copy:
+            assert b"".join(bytes(block) for block in copy) == b"1\n"
