@@ -14,6 +14,8 @@ instead. There is no single one that every public query path goes through:
 - ``BaseCursor._bind_exec``/``_exec``: each round trip of a cursor fetching rows;
 - ``connect_utils._connect``: every new connection, direct or made by a pool;
 - ``Pool._acquire``: both ``await pool.acquire()`` and ``async with pool.acquire()``;
+- ``Connection._copy_out``/``_copy_in`` and ``copy_records_to_table``: the COPY methods, one
+  ``db`` span (``copy=True``) each;
 - ``Connection.reset``: the pool's clean-up on release, one ``pool`` span whose own
   statements are not recorded as the application's.
 
@@ -71,6 +73,7 @@ def _statement(
     result: Any,
     rows_of: Callable[[Any], int | None],
     error: BaseException | None,
+    copy: bool = False,
 ) -> None:
     """Append the ``db`` span (the error path, and prepared statements)."""
     end = _now()
@@ -79,6 +82,8 @@ def _statement(
         attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, False)
         if rows is not None:
             attrs["rows"] = rows
+        if copy:
+            attrs["copy"] = True
         if error is not None:
             attrs["error"] = db_error_text(error)
         trace.add_span("db", query if type(query) is str else str(query), start, end, attrs)
@@ -94,12 +99,13 @@ async def _run(
     params: Any,
     many: bool,
     rows_of: Callable[[Any], int | None] = _rows,
+    copy: bool = False,
 ) -> Any:
     start = _now()
     try:
         result = await coro
     except BaseException as exc:
-        _statement(trace, query, start, conn, params, many, None, rows_of, exc)
+        _statement(trace, query, start, conn, params, many, None, rows_of, exc, copy)
         raise
     end = _now()
     # ``_statement`` and ``Trace.add_span`` inlined on the success path, which every traced
@@ -110,6 +116,8 @@ async def _run(
         rows = rows_of(result)
         if rows is not None:
             attrs["rows"] = rows
+        if copy:
+            attrs["copy"] = True
         spans = trace.spans
         if len(spans) < trace.max_spans:
             name = query if type(query) is str else str(query)
@@ -207,6 +215,47 @@ def _wrap_cursor(original: Callable[..., Any]) -> Callable[..., Any]:
     return _finish(fetch, original)
 
 
+def _wrap_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection._copy_out(copy_stmt, output, timeout)`` / ``_copy_in(copy_stmt, source,
+    timeout)``: what ``copy_from_table``, ``copy_from_query`` and ``copy_to_table`` run."""
+
+    def copy(self: Any, copy_stmt: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, copy_stmt, *args, **kwargs)
+        coro = original(self, copy_stmt, *args, **kwargs)
+        return _run(trace, coro, self, copy_stmt, None, False, rows_from_status, copy=True)
+
+    return _finish(copy, original)
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _copy_records_statement(table: str, schema: str | None, columns: Any) -> str:
+    """``COPY "schema"."table"("a", "b") FROM STDIN (FORMAT binary)``."""
+    name = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+    cols = "({})".format(", ".join(_quote(str(c)) for c in columns)) if columns else ""
+    return f"COPY {name}{cols} FROM STDIN (FORMAT binary)"
+
+
+def _wrap_copy_records(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Connection.copy_records_to_table(table_name, *, records, ...)``, which builds its
+    ``COPY ... FROM STDIN (FORMAT binary)`` inside and sends it without ``_copy_in``: the span
+    is named the way asyncpg writes that statement, from the table, schema and columns."""
+
+    def copy_records_to_table(self: Any, table_name: str, **kwargs: Any) -> Any:
+        trace = _current_trace.get()
+        if trace is None or _suppress_db.get():
+            return original(self, table_name, **kwargs)
+        coro = original(self, table_name, **kwargs)
+        name = _copy_records_statement(table_name, kwargs.get("schema_name"), kwargs.get("columns"))
+        return _run(trace, coro, self, name, None, False, rows_from_status, copy=True)
+
+    return _finish(copy_records_to_table, original)
+
+
 def _wrap_connect(original: Callable[..., Any]) -> Callable[..., Any]:
     """``connect_utils._connect(*, loop, connection_class, record_class, **kwargs)``."""
 
@@ -285,6 +334,10 @@ class AsyncpgIntegration(Integration):
             patch(conn_cls, "_executemany", _wrap_executemany(vars(conn_cls)["_executemany"]))
             patch(conn_cls, "execute", _wrap_simple_execute(vars(conn_cls)["execute"]))
             patch(conn_cls, "reset", _wrap_reset(vars(conn_cls)["reset"]))
+            for name in ("_copy_out", "_copy_in"):
+                patch(conn_cls, name, _wrap_copy(vars(conn_cls)[name]))
+            copy_records = vars(conn_cls)["copy_records_to_table"]
+            patch(conn_cls, "copy_records_to_table", _wrap_copy_records(copy_records))
             patch(stmt_cls, do_execute, _wrap_prepared(vars(stmt_cls)[do_execute]))
             for name in ("_bind_exec", "_exec"):
                 patch(cursor.BaseCursor, name, _wrap_cursor(vars(cursor.BaseCursor)[name]))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,9 @@ def _current() -> dict[str, Any]:
         "Connection._executemany": vars(Connection)["_executemany"],
         "Connection.execute": vars(Connection)["execute"],
         "Connection.reset": vars(Connection)["reset"],
+        "Connection._copy_out": vars(Connection)["_copy_out"],
+        "Connection._copy_in": vars(Connection)["_copy_in"],
+        "Connection.copy_records_to_table": vars(Connection)["copy_records_to_table"],
         "Stmt.do_execute": vars(Stmt)[DO_EXECUTE],
         "BaseCursor._bind_exec": vars(cursor.BaseCursor)["_bind_exec"],
         "BaseCursor._exec": vars(cursor.BaseCursor)["_exec"],
@@ -275,3 +279,50 @@ async def test_internal_error_never_fails_the_query(
     assert trace.spans == []
     assert internal_errors.get("asyncpg:record") == 2
     reset_internal_errors()
+
+
+async def test_copy_methods_recorded(conn: Any, table: str) -> None:
+    """Every COPY method is one ``db`` span with ``copy=True`` and the rows from its status."""
+    out = io.BytesIO()
+    with tracing() as trace:
+        await conn.copy_from_table(table, output=out)
+        await conn.copy_from_query(f"SELECT id FROM {table} WHERE id > $1", 1, output=io.BytesIO())
+        source = io.BytesIO(b"10\tj\n11\tk\n")
+        await conn.copy_to_table(table, source=source, columns=["id", "name"])
+        await conn.copy_records_to_table(table, records=[(20, "t"), (21, "u"), (22, "v")])
+    assert out.getvalue().splitlines() == [b"1\ta", b"2\tb", b"3\tc"]
+    assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 8
+    spans = db_spans(trace)
+    # copy_from_query with arguments first has the server quote them (its own round trip,
+    # recorded as the query it is).
+    assert [s.name for s in spans if not s.get("copy")] == [
+        'SELECT quote_literal($1::"pg_catalog"."int4"::text)'
+    ]
+    table_out, query_out, copy_in, records_in = [s for s in spans if s.get("copy")]
+    assert table_out.name.startswith(f'COPY "{table}" TO STDOUT') and table_out.get("rows") == 3
+    assert query_out.name.startswith(f"COPY (SELECT id FROM {table} WHERE id > '1')")
+    assert query_out.get("rows") == 2
+    assert copy_in.name.startswith(f'COPY "{table}"("id", "name") FROM STDIN')
+    assert copy_in.get("rows") == 2
+    assert records_in.name == f'COPY "{table}" FROM STDIN (FORMAT binary)'
+    assert records_in.get("rows") == 3
+    for span in (table_out, query_out, copy_in, records_in):
+        assert span.get("copy") is True and span.get("driver") == "asyncpg"
+
+
+async def test_copy_error_recorded_and_raised(conn: Any, table: str) -> None:
+    with tracing() as trace, pytest.raises(asyncpg.UniqueViolationError):
+        await conn.copy_records_to_table(table, records=[(1, "duplicate key")])
+    (span,) = db_spans(trace)
+    assert span.get("copy") is True
+    assert span.get("error").startswith("UniqueViolationError")
+
+
+def test_copy_records_statement_is_asyncpgs_spelling() -> None:
+    from lagless.integrations.asyncpg import _copy_records_statement
+
+    assert _copy_records_statement("t", None, None) == 'COPY "t" FROM STDIN (FORMAT binary)'
+    assert (
+        _copy_records_statement('we"ird', "s", ["a", "b"])
+        == 'COPY "s"."we""ird"("a", "b") FROM STDIN (FORMAT binary)'
+    )
