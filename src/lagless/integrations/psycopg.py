@@ -157,72 +157,66 @@ def _stream_span(
         report_internal_error("psycopg:record", exc)
 
 
-def _wrap_stream(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``Cursor.stream`` (a generator: psycopg sends the query on the first ``next``)."""
-
-    def traced(trace: Trace, self: Any, query: Any, params: Any, rows_iter: Any) -> Any:
-        first = busy = rows = 0
-        error: BaseException | None = None
-        try:
-            while True:
-                start = _now()
-                if not first:
-                    first = start
-                try:
-                    row = next(rows_iter)
-                except StopIteration:
-                    busy += _now() - start
-                    return
+def _traced_stream(trace: Trace, cursor: Any, query: Any, params: Any, rows_iter: Any) -> Any:
+    """``rows_iter`` (psycopg's own ``stream`` generator, which sends the query on the first
+    ``next``) with its rows counted and the time inside it summed into one span."""
+    first = busy = rows = 0
+    error: BaseException | None = None
+    try:
+        while True:
+            start = _now()
+            if not first:
+                first = start
+            try:
+                row = next(rows_iter)
+            except StopIteration:
                 busy += _now() - start
-                rows += 1
-                yield row
-        except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                error = exc
-            raise
-        finally:
-            if first:
-                _stream_span(self, trace, query, params, first, busy, rows, True, error)
-            rows_iter.close()
-
-    def stream(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        trace = _current_trace.get()
-        if trace is None or _suppress_db.get():
-            return original(self, query, params, **kwargs)
-        return traced(trace, self, query, params, original(self, query, params, **kwargs))
-
-    stream.__wrapped__ = original  # type: ignore[attr-defined]
-    stream.__doc__ = original.__doc__
-    return stream
+                return
+            busy += _now() - start
+            rows += 1
+            yield row
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            error = exc
+        raise
+    finally:
+        if first:
+            _stream_span(cursor, trace, query, params, first, busy, rows, True, error)
+        rows_iter.close()
 
 
-def _wrap_astream(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``AsyncCursor.stream`` (an async generator), as :func:`_wrap_stream`."""
-
-    async def traced(trace: Trace, self: Any, query: Any, params: Any, rows_iter: Any) -> Any:
-        first = busy = rows = 0
-        error: BaseException | None = None
-        try:
-            while True:
-                start = _now()
-                if not first:
-                    first = start
-                try:
-                    row = await rows_iter.__anext__()
-                except StopAsyncIteration:
-                    busy += _now() - start
-                    return
+async def _traced_astream(
+    trace: Trace, cursor: Any, query: Any, params: Any, rows_iter: Any
+) -> Any:
+    """:func:`_traced_stream` for ``AsyncCursor.stream`` (an async generator)."""
+    first = busy = rows = 0
+    error: BaseException | None = None
+    try:
+        while True:
+            start = _now()
+            if not first:
+                first = start
+            try:
+                row = await rows_iter.__anext__()
+            except StopAsyncIteration:
                 busy += _now() - start
-                rows += 1
-                yield row
-        except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                error = exc
-            raise
-        finally:
-            if first:
-                _stream_span(self, trace, query, params, first, busy, rows, False, error)
-            await rows_iter.aclose()
+                return
+            busy += _now() - start
+            rows += 1
+            yield row
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            error = exc
+        raise
+    finally:
+        if first:
+            _stream_span(cursor, trace, query, params, first, busy, rows, False, error)
+        await rows_iter.aclose()
+
+
+def _wrap_stream(original: Callable[..., Any], traced: Callable[..., Any]) -> Callable[..., Any]:
+    """``Cursor.stream``/``AsyncCursor.stream``: psycopg's own generator, handed to ``traced``
+    (:func:`_traced_stream` or :func:`_traced_astream`) while a trace is active."""
 
     def stream(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
         trace = _current_trace.get()
@@ -378,8 +372,8 @@ class PsycopgIntegration(Integration):
                 wrap = _wrap_async if is_async else _wrap_sync
                 patch(cls, "execute", wrap(vars(cls)["execute"], False))
                 patch(cls, "executemany", wrap(vars(cls)["executemany"], True))
-                stream = vars(cls)["stream"]
-                patch(cls, "stream", _wrap_astream(stream) if is_async else _wrap_stream(stream))
+                traced = _traced_astream if is_async else _traced_stream
+                patch(cls, "stream", _wrap_stream(vars(cls)["stream"], traced))
                 patch(cls, "copy", _wrap_copy(vars(cls)["copy"]))
             server_cursors: tuple[tuple[type, bool], ...] = (
                 (psycopg.ServerCursor, False),
