@@ -22,6 +22,7 @@ the driver integrations quiet during checkout, where SQLAlchemy opens connection
 
 from __future__ import annotations
 
+import collections
 from time import perf_counter_ns as _now
 from typing import Any, ClassVar
 
@@ -113,11 +114,44 @@ def _after_cursor_execute(
         trace, start, new = state
         attrs = _attrs(context, parameters, executemany, new)
         rowcount = getattr(cursor, "rowcount", -1)
-        if isinstance(rowcount, int) and rowcount >= 0:
+        counted = isinstance(rowcount, int) and rowcount >= 0
+        if counted:
             attrs["rows"] = rowcount
-        record(trace, "db", statement, start, end, **attrs)
+        elif not executemany:
+            rows = _prefetched_rows(cursor)
+            if rows is not None:
+                attrs["rows"] = rows
+                counted = True
+        span = record(trace, "db", statement, start, end, **attrs)
+        if not counted and not executemany and span is not None and span.attrs is not None:
+            _count_sqlite3_rows(cursor, span.attrs)
     except Exception as exc:
         report_internal_error("sqlalchemy:after_cursor_execute", exc)
+
+
+def _prefetched_rows(cursor: Any) -> int | None:
+    """Rows of a SELECT that an async dialect's cursor adapter already read whole.
+
+    SQLAlchemy's asyncio adapters (aiosqlite, asyncpg, aiomysql...) run the query and, unless
+    the cursor is server-side, fetch every row into a ``_rows`` buffer before returning: its
+    length is the row count, free. Private to SQLAlchemy, so only a list or deque is taken."""
+    if getattr(cursor, "server_side", False) or getattr(cursor, "description", None) is None:
+        return None
+    buffer = getattr(cursor, "_rows", None)
+    if type(buffer) is list or type(buffer) is collections.deque:
+        return len(buffer)
+    return None
+
+
+def _count_sqlite3_rows(cursor: Any, attrs: dict[str, Any]) -> None:
+    """A SELECT over a sqlite3 connection lagless traces (pysqlite reports no row count):
+    its rows are counted into the span as SQLAlchemy fetches them."""
+    module = type(cursor).__module__
+    if module != "lagless.integrations.sqlite3":
+        return
+    from lagless.integrations.sqlite3 import count_rows_into
+
+    count_rows_into(cursor, attrs)
 
 
 def _handle_error(ctx: Any) -> None:

@@ -130,6 +130,20 @@ def _attrs(trace: Trace, conn: Any, params: Any, many: bool) -> dict[str, Any]:
     return statement_attrs(DRIVER, SYSTEM, trace, conn, params, many, True)
 
 
+def count_rows_into(cursor: Any, attrs: dict[str, Any]) -> bool:
+    """Count the rows read from ``cursor`` into ``attrs["rows"]`` as they are fetched, the way
+    a statement this integration recorded itself is counted. For a layer that recorded the
+    statement above the driver (SQLAlchemy over sqlite3, which reports no row count for a
+    SELECT); True when ``cursor`` is one of ours with rows to read."""
+    if not _active or type(cursor) is not _TracedCursor or cursor.description is None:
+        return False
+    attrs["rows"] = 0
+    cursor.__class__ = _CountingCursor
+    cursor._lagless_rows = attrs
+    cursor._lagless_iter = None
+    return True
+
+
 class _TracedCursor(sqlite3.Cursor):
     """What traced connections' ``cursor()`` returns: records ``execute*`` calls."""
 

@@ -355,3 +355,48 @@ def test_internal_error_never_fails_the_query(
     assert db_spans(trace) == []
     assert internal_errors.get("record:db") == 2
     reset_internal_errors()
+
+
+def test_sync_sqlite_select_rows_counted_as_fetched(tmp_path: Path) -> None:
+    """pysqlite reports no row count for a SELECT: over lagless's traced sqlite3 connection,
+    the rows SQLAlchemy fetches are counted into its span (all, some, or none read)."""
+    install("sqlite3", "sqlalchemy")
+    engine = sa.create_engine(_sqlite_url(tmp_path))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)"))
+        conn.execute(
+            text("INSERT INTO items (id, name) VALUES (:id, :name)"),
+            [{"id": i, "name": f"n{i}"} for i in range(1, 6)],
+        )
+    with tracing() as trace, engine.connect() as conn:
+        assert len(conn.execute(text("SELECT id FROM items")).all()) == 5
+        assert conn.execute(text("SELECT id FROM items ORDER BY id")).first() == (1,)
+        one = conn.execute(text("SELECT id FROM items WHERE id > :n"), {"n": 3})
+        assert one.fetchmany(1) == [(4,)]
+        one.close()
+        assert conn.execute(text("SELECT id FROM items WHERE id > 99")).all() == []
+    engine.dispose()
+    every, first, some, none = db_spans(trace)
+    assert every.get("rows") == 5
+    assert first.get("rows") == 1  # .first() reads one row and closes the cursor
+    assert some.get("rows") == 1
+    assert none.get("rows") == 0
+
+
+async def test_async_select_rows_from_the_adapters_buffer(tmp_path: Path) -> None:
+    """An async dialect's cursor adapter reads a SELECT whole before returning: its buffer's
+    length is the span's row count."""
+    pytest.importorskip("aiosqlite")
+    install("sqlite3", "sqlalchemy")
+    engine = sa_async.create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        await conn.execute(text("INSERT INTO t VALUES (:x)"), [{"x": i} for i in range(7)])
+    with tracing() as trace:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT x FROM t WHERE x < 4"))).first() == (0,)
+            assert (await conn.execute(text("SELECT x FROM t WHERE x > 99"))).all() == []
+    await engine.dispose()
+    some, none = db_spans(trace)
+    assert some.get("rows") == 4  # what the query returned, read whole by the adapter
+    assert none.get("rows") == 0
