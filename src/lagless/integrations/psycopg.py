@@ -230,9 +230,9 @@ def _wrap_stream(original: Callable[..., Any], traced: Callable[..., Any]) -> Ca
 
 
 class _TracedCopy:
-    """What a traced ``cursor.copy(...)`` returns: psycopg's own context manager, with one
-    ``db`` span (``copy=True``) from entering it to leaving it, the whole COPY: the statement
-    and the data the block writes or reads."""
+    """What a traced ``cursor.copy(...)`` returns (its sync or async subclass): psycopg's own
+    context manager, with one ``db`` span (``copy=True``) from entering it to leaving it, the
+    whole COPY: the statement and the data the block writes or reads."""
 
     __slots__ = ("_cm", "_cursor", "_params", "_start", "_statement", "_trace")
 
@@ -263,6 +263,12 @@ class _TracedCopy:
         except Exception as exc:
             report_internal_error("psycopg:record", exc)
 
+
+class _TracedSyncCopy(_TracedCopy):
+    """A sync cursor's COPY: only the ``with`` protocol, so misuse fails as psycopg's does."""
+
+    __slots__ = ()
+
     def __enter__(self) -> Any:
         self._start = _now()
         try:
@@ -280,6 +286,12 @@ class _TracedCopy:
             raise
         finally:
             self._record(error, True)
+
+
+class _TracedAsyncCopy(_TracedCopy):
+    """An async cursor's COPY: only the ``async with`` protocol."""
+
+    __slots__ = ()
 
     async def __aenter__(self) -> Any:
         self._start = _now()
@@ -300,15 +312,16 @@ class _TracedCopy:
             self._record(error, False)
 
 
-def _wrap_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_copy(original: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
     """``Cursor.copy``/``AsyncCursor.copy``: a context manager factory."""
+    traced = _TracedAsyncCopy if is_async else _TracedSyncCopy
 
     def copy(self: Any, statement: Any, params: Any = None, **kwargs: Any) -> Any:
         trace = _current_trace.get()
         cm = original(self, statement, params, **kwargs)
         if trace is None or _suppress_db.get():
             return cm
-        return _TracedCopy(trace, self, statement, params, cm)
+        return traced(trace, self, statement, params, cm)
 
     copy.__wrapped__ = original  # type: ignore[attr-defined]
     copy.__doc__ = original.__doc__
@@ -374,7 +387,7 @@ class PsycopgIntegration(Integration):
                 patch(cls, "executemany", wrap(vars(cls)["executemany"], True))
                 traced = _traced_astream if is_async else _traced_stream
                 patch(cls, "stream", _wrap_stream(vars(cls)["stream"], traced))
-                patch(cls, "copy", _wrap_copy(vars(cls)["copy"]))
+                patch(cls, "copy", _wrap_copy(vars(cls)["copy"], is_async))
             server_cursors: tuple[tuple[type, bool], ...] = (
                 (psycopg.ServerCursor, False),
                 (psycopg.AsyncServerCursor, True),

@@ -436,6 +436,18 @@ def test_stream_and_copy_untraced_are_the_originals(postgres_dsn: str, table: st
         assert gen.gi_code is ORIGINALS["Cursor.stream"].__code__
         assert sorted(gen) == [(1,), (2,), (3,)]
         cm = cur.copy("COPY (SELECT 1) TO STDOUT")
-        assert type(cm).__name__ != "_TracedCopy"
+        assert not isinstance(cm, psycopg_integration._TracedCopy)
         with cm as copy:
             assert b"".join(bytes(block) for block in copy) == b"1\n"
+
+
+async def test_copy_misuse_fails_as_psycopg_does(postgres_dsn: str, trace: Trace) -> None:
+    """A traced async COPY used with a plain ``with`` fails with the same TypeError as
+    psycopg's own object (the traced wrapper offers only the protocol its cursor has)."""
+    install("psycopg")
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        cm = conn.cursor().copy("COPY (SELECT 1) TO STDOUT")
+        with pytest.raises(TypeError, match="context manager"), cm:
+            pass
+        async with conn.cursor().copy("COPY (SELECT 1) TO STDOUT") as copy:
+            assert b"".join([bytes(block) async for block in copy]) == b"1\n"
