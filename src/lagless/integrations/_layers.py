@@ -308,10 +308,18 @@ def _layer_spans(trace: _LayeredTrace, scope: Scope, handler_name: HandlerNamer)
         else:
             acc[1] = min(acc[1], start)
             acc[2] += own
+    # A mounted sub-application's router is a second ``handler`` link inside the outer one
+    # (starlette.py, ``_time_mounted``): only the deepest is the endpoint; an outer one's own
+    # time is routing into the mount, reported as the ``Router`` layer.
+    deepest = max((a[3] for a in per_layer.values() if a[0].kind == "handler"), default=-1)
     for layer, start, own, depth in sorted(per_layer.values(), key=lambda a: a[3]):
         below = depth_total.get(depth + 1, 0)
         if below:
             total = depth_total[depth]
             own -= below if total == own else (below * own // total if total > 0 else 0)
+        kind = layer.kind
+        if kind == "handler" and depth < deepest:
+            trace.add_span("middleware", "Router", start, start + max(own, 0))
+            continue
         name = layer.name if layer.name is not None else handler_name(scope)
-        trace.add_span(layer.kind, name, start, start + max(own, 0))
+        trace.add_span(kind, name, start, start + max(own, 0))

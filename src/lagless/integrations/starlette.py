@@ -133,6 +133,57 @@ def _timed_factory(cls: Any, router: Any) -> Callable[..., TimedLayer]:
     return build
 
 
+def _mounted_apps(routes: Any, depth: int = 0) -> list[Starlette]:
+    """The Starlette (and FastAPI) applications mounted anywhere under ``routes``: each is a
+    middleware stack of its own inside the outer app's router."""
+    found: list[Starlette] = []
+    if depth > 32:  # a mount cycle
+        return found
+    for route in routes:
+        if isinstance(route, Mount):
+            inner = getattr(route, "app", None)
+            if isinstance(inner, Starlette):
+                found.append(inner)
+                found.extend(_mounted_apps(inner.router.routes, depth + 1))
+            else:
+                found.extend(_mounted_apps(getattr(route, "routes", None) or (), depth + 1))
+        elif isinstance(route, Host):
+            found.extend(_mounted_apps(route.routes, depth + 1))
+    return found
+
+
+def _time_mounted(sub: Starlette) -> bool:
+    """Time a mounted app's own middleware as ``middleware`` spans of the outer request (no
+    second trace: the outer app's lagless layer owns it). Returns whether ``sub`` has
+    middleware to time. Idempotent; an app instrumented on its own already times its layers
+    (its lagless layer passes an outer trace through)."""
+    if getattr(sub, "__lagless_instrumented__", False) or getattr(
+        sub, "__lagless_mounted__", False
+    ):
+        return bool(sub.user_middleware)
+    original = sub.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        router = sub.router
+        user = list(sub.user_middleware)
+        if not user:
+            return original()
+        sub.user_middleware = [
+            Middleware(_timed_factory(m.cls, router), *m.args, **m.kwargs) for m in user
+        ]
+        try:
+            stack = original()
+        finally:
+            sub.user_middleware = user
+        timed: ASGIApp = time_chain(stack, stop=router)
+        return timed
+
+    sub.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    sub.middleware_stack = None
+    sub.__lagless_mounted__ = True  # type: ignore[attr-defined]
+    return bool(sub.user_middleware)
+
+
 def instrument_starlette(app: AppT, *, runtime: Runtime) -> AppT:
     """Trace every request of a Starlette or FastAPI ``app`` and return the same object.
 
@@ -154,7 +205,13 @@ def instrument_starlette(app: AppT, *, runtime: Runtime) -> AppT:
         router = app.router
         user = list(app.user_middleware)
         full = bool(user)
-        if full:
+        # Mounted sub-applications (``app.mount("/v1", sub_api)``) have stacks of their own,
+        # built on their first request; their middleware is timed inside this request's
+        # trace, which then has to collect layers even when the outer app has none.
+        timed = [_time_mounted(sub) for sub in _mounted_apps(router.routes)]  # every one
+        if any(timed):
+            full = True
+        if user:
             app.user_middleware = [
                 Middleware(_timed_factory(m.cls, router), *m.args, **m.kwargs) for m in user
             ]

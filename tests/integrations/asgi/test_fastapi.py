@@ -281,3 +281,33 @@ def test_internal_error_logged_and_response_unchanged(
     assert response.status_code == 200
     assert response.json() == {"id": 4}
     assert "internal error in asgi:finish" in caplog.text
+
+
+def test_mounted_sub_api_middleware_audit(fresh_runtime: Runtime, clock: FakeClock) -> None:
+    """``app.mount("/v2", sub_api)``: the sub-application's ``@middleware("http")`` function
+    is a middleware span of the request, the sub-API's endpoint the handler."""
+    sub = FastAPI()
+
+    @sub.middleware("http")
+    async def tenant(request: Request, call_next: Any) -> Response:
+        clock.advance(1200)
+        response: Response = await call_next(request)
+        return response
+
+    @sub.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        clock.advance(4000)
+        return {"order": order_id}
+
+    app = FastAPI()
+    app.mount("/v2", sub)
+    lagless.instrument(app, integrations=False, server_timing=False)
+    with TestClient(app) as client:
+        assert client.get("/v2/orders/5").json() == {"order": 5}
+    trace = last_trace(fresh_runtime)
+    assert trace.route == "/v2/orders/{order_id}"
+    own = {s.name: s.duration_ns for s in trace.spans_of("middleware")}
+    name = "BaseHTTPMiddleware(test_mounted_sub_api_middleware_audit.<locals>.tenant)"
+    assert own[name] == 1200
+    (handler,) = trace.spans_of("handler")
+    assert handler.name.endswith("order") and handler.duration_ns >= 4000

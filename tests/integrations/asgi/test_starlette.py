@@ -451,3 +451,81 @@ def test_internal_error_is_logged_and_response_unchanged(
     assert "server-timing" not in response.headers
     assert "internal error in asgi:response-start" in caplog.text
     assert "internal error in asgi:finish" in caplog.text
+
+
+# -- mounted sub-applications -----------------------------------------------------------------
+
+
+class Toll:
+    """A pure ASGI middleware that works ``cost`` ns before calling its app."""
+
+    def __init__(self, app: Any, clock: FakeClock, cost: int) -> None:
+        self.app = app
+        self.clock = clock
+        self.cost = cost
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.clock.advance(self.cost)
+        await self.app(scope, receive, send)
+
+
+def mounted_app(clock: FakeClock, *, outer_middleware: bool) -> Starlette:
+    async def item(request: Request) -> Response:
+        clock.advance(7000)
+        return PlainTextResponse(request.path_params["item_id"])
+
+    sub = Starlette(
+        routes=[Route("/items/{item_id}", item)],
+        middleware=[Middleware(Toll, clock=clock, cost=3000)],
+    )
+    inner = Starlette(routes=[Mount("/deep", app=sub)])
+    middleware = [Middleware(Toll, clock=clock, cost=500)] if outer_middleware else []
+    return Starlette(routes=[Mount("/v1", app=inner)], middleware=middleware)
+
+
+@pytest.mark.parametrize("outer_middleware", [True, False])
+def test_mounted_apps_middleware_timed_in_the_outer_trace(
+    fresh_runtime: Runtime, clock: FakeClock, outer_middleware: bool
+) -> None:
+    """A mounted app's own middleware gets its own-time span in the one request trace, also
+    when the outer app has no middleware; the endpoint is the one handler span and the outer
+    routers' share is the ``Router`` layer."""
+    app = lagless.instrument(
+        mounted_app(clock, outer_middleware=outer_middleware),
+        integrations=False,
+        server_timing=False,
+    )
+    with TestClient(app) as client:
+        assert client.get("/v1/deep/items/42").text == "42"
+    trace = last_trace(fresh_runtime)
+    assert trace.route == "/v1/deep/items/{item_id}"
+    (handler,) = trace.spans_of("handler")
+    assert handler.name.endswith("mounted_app.<locals>.item")
+    assert handler.duration_ns == 7000
+    tolls = [s.duration_ns for s in trace.spans_of("middleware") if s.name == "Toll"]
+    assert tolls == ([500, 3000] if outer_middleware else [3000])
+    routers = [s for s in trace.spans_of("middleware") if s.name == "Router"]
+    assert routers and all(s.duration_ns == 0 for s in routers)
+    assert len([t for t in fresh_runtime.recent_traces() if t.route]) == 1  # one trace
+
+
+def test_mounted_app_without_middleware_keeps_the_plain_path(
+    fresh_runtime: Runtime, clock: FakeClock
+) -> None:
+    """Nothing to time inside the mounts: the bare app's single handler span, no layers."""
+
+    async def item(request: Request) -> Response:
+        clock.advance(2000)
+        return PlainTextResponse("ok")
+
+    sub = Starlette(routes=[Route("/x", item)])
+    app = lagless.instrument(
+        Starlette(routes=[Mount("/m", app=sub)]), integrations=False, server_timing=False
+    )
+    with TestClient(app) as client:
+        assert client.get("/m/x").text == "ok"
+    trace = last_trace(fresh_runtime)
+    assert trace.spans_of("middleware") == []
+    (handler,) = trace.spans_of("handler")
+    assert handler.duration_ns == 2000
