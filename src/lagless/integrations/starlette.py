@@ -133,6 +133,22 @@ def _timed_factory(cls: Any, router: Any) -> Callable[..., TimedLayer]:
     return build
 
 
+def _build_timed(app: Starlette, original: Callable[[], ASGIApp]) -> ASGIApp:
+    """``app``'s stack built by Starlette's own ``build_middleware_stack`` (``original``), with
+    each user middleware class standing in as its timed factory for the build only."""
+    user = list(app.user_middleware)
+    if not user:
+        return original()
+    router = app.router
+    app.user_middleware = [
+        Middleware(_timed_factory(m.cls, router), *m.args, **m.kwargs) for m in user
+    ]
+    try:
+        return original()
+    finally:
+        app.user_middleware = user
+
+
 def _mounted_apps(routes: Any, depth: int = 0) -> list[Starlette]:
     """The Starlette (and FastAPI) applications mounted anywhere under ``routes``: each is a
     middleware stack of its own inside the outer app's router."""
@@ -164,18 +180,9 @@ def _time_mounted(sub: Starlette) -> bool:
     original = sub.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        router = sub.router
-        user = list(sub.user_middleware)
-        if not user:
+        if not sub.user_middleware:
             return original()
-        sub.user_middleware = [
-            Middleware(_timed_factory(m.cls, router), *m.args, **m.kwargs) for m in user
-        ]
-        try:
-            stack = original()
-        finally:
-            sub.user_middleware = user
-        timed: ASGIApp = time_chain(stack, stop=router)
+        timed: ASGIApp = time_chain(_build_timed(sub, original), stop=sub.router)
         return timed
 
     sub.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
@@ -203,22 +210,14 @@ def instrument_starlette(app: AppT, *, runtime: Runtime) -> AppT:
 
     def build_middleware_stack() -> ASGIApp:
         router = app.router
-        user = list(app.user_middleware)
-        full = bool(user)
+        full = bool(app.user_middleware)
         # Mounted sub-applications (``app.mount("/v1", sub_api)``) have stacks of their own,
         # built on their first request; their middleware is timed inside this request's
         # trace, which then has to collect layers even when the outer app has none.
         timed = [_time_mounted(sub) for sub in _mounted_apps(router.routes)]  # every one
         if any(timed):
             full = True
-        if user:
-            app.user_middleware = [
-                Middleware(_timed_factory(m.cls, router), *m.args, **m.kwargs) for m in user
-            ]
-        try:
-            stack = original()
-        finally:
-            app.user_middleware = user
+        stack = _build_timed(app, original)
         if full:
             stack = time_chain(stack, stop=router)
         return LaglessMiddleware(
