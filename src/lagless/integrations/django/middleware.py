@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from time import perf_counter_ns as _now
 from time import time as _wall
 from typing import Any
@@ -168,10 +168,11 @@ class _Chain:
         self.n_slots = 2 * (len(self.names) + 1)
 
     def record(
-        self, trace: Trace, slots: list[int], handler: str | None, *, layers: bool = True
+        self, trace: Trace, slots: Sequence[int], handler: str | None, *, layers: bool = True
     ) -> None:
         """Turn one request's probe timings into ``middleware`` spans (each layer's own time:
-        its total minus the layer inside it) and the ``handler`` span."""
+        its total minus the layer inside it) and the ``handler`` span. With no layer inside
+        ours, ``slots`` is just our own ``(start, end)``."""
         names = self.names
         last = len(names)
         if not last:
@@ -524,12 +525,13 @@ class LaglessMiddleware:
         chain = self.chain
         if chain is None:
             return
-        if slots is not None:
+        timings: Sequence[int]
+        if slots is None:
+            timings = (start, end)  # no layer inside ours was probed: our timings are all
+        else:
             slots[0], slots[1] = start, end
-            chain.record(trace, slots, handler, layers=self.runtime.middleware_timing)
-        elif not chain.names and chain.complete and handler is not None:
-            # No layer inside ours (see ``__call__``): what ``_Chain.record`` would append.
-            trace.spans.append(Span("handler", handler, start, end - start))
+            timings = slots
+        chain.record(trace, timings, handler, layers=self.runtime.middleware_timing)
 
     def _stream(self, response: Any, trace: Trace) -> None:
         done = False
