@@ -130,29 +130,30 @@ def _wrap_async(original: Callable[..., Any], many: bool) -> Callable[..., Any]:
     return mark_coroutine_function(execute)
 
 
-def _stream_span(
+def _whole_span(
     cursor: Any,
     trace: Trace,
     query: Any,
     params: Any,
-    first: int,
-    busy: int,
-    rows: int,
+    start: int,
+    end: int,
     sync: bool,
     error: BaseException | None,
+    rows: int | None,
+    flag: str,
 ) -> None:
-    """The ``db`` span of a ``stream()``: it starts when the query was sent (the first row
-    asked for) and lasts the time spent waiting in the driver, not the caller's work between
-    rows; ``rows`` is how many rows the caller read."""
+    """The one ``db`` span of an operation that spans several driver calls, a ``stream()`` or
+    a ``copy()``, marked with ``flag`` (``stream`` / ``copy``); ``rows`` when known."""
     try:
         conn = cursor.connection if _fresh else None
         attrs = statement_attrs(DRIVER, SYSTEM, trace, conn, params, False, sync)
-        attrs["stream"] = True
-        attrs["rows"] = rows
+        attrs[flag] = True
+        if rows is not None and rows >= 0:
+            attrs["rows"] = rows
         if error is not None:
             attrs["error"] = db_error_text(error)
         name = query if type(query) is str else _text(cursor, query)
-        trace.add_span("db", name, first, first + busy, attrs)
+        trace.add_span("db", name, start, end, attrs)
     except Exception as exc:
         report_internal_error("psycopg:record", exc)
 
@@ -180,8 +181,10 @@ def _traced_stream(trace: Trace, cursor: Any, query: Any, params: Any, rows_iter
             error = exc
         raise
     finally:
-        if first:
-            _stream_span(cursor, trace, query, params, first, busy, rows, True, error)
+        if first:  # from the query's sending, for the time spent in the driver only
+            _whole_span(
+                cursor, trace, query, params, first, first + busy, True, error, rows, "stream"
+            )
         rows_iter.close()
 
 
@@ -210,7 +213,9 @@ async def _traced_astream(
         raise
     finally:
         if first:
-            _stream_span(cursor, trace, query, params, first, busy, rows, False, error)
+            _whole_span(
+                cursor, trace, query, params, first, first + busy, False, error, rows, "stream"
+            )
         await rows_iter.aclose()
 
 
@@ -245,23 +250,12 @@ class _TracedCopy:
         self._start = 0
 
     def _record(self, error: BaseException | None, sync: bool) -> None:
-        end = _now()
-        try:
-            cursor = self._cursor
-            conn = cursor.connection if _fresh else None
-            attrs = statement_attrs(DRIVER, SYSTEM, self._trace, conn, self._params, False, sync)
-            attrs["copy"] = True
-            if error is None:
-                rowcount = cursor.rowcount
-                if rowcount >= 0:
-                    attrs["rows"] = rowcount
-            else:
-                attrs["error"] = db_error_text(error)
-            statement = self._statement
-            name = statement if type(statement) is str else _text(cursor, statement)
-            self._trace.add_span("db", name, self._start, end, attrs)
-        except Exception as exc:
-            report_internal_error("psycopg:record", exc)
+        cursor = self._cursor
+        rows = None if error is not None else getattr(cursor, "rowcount", None)
+        query, params = self._statement, self._params
+        _whole_span(
+            cursor, self._trace, query, params, self._start, _now(), sync, error, rows, "copy"
+        )
 
 
 class _TracedSyncCopy(_TracedCopy):
