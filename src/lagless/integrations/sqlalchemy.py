@@ -113,17 +113,14 @@ def _after_cursor_execute(
             return
         trace, start, new = state
         attrs = _attrs(context, parameters, executemany, new)
-        rowcount = getattr(cursor, "rowcount", -1)
-        counted = isinstance(rowcount, int) and rowcount >= 0
-        if counted:
-            attrs["rows"] = rowcount
-        elif not executemany:
-            rows = _prefetched_rows(cursor)
-            if rows is not None:
-                attrs["rows"] = rows
-                counted = True
+        rows = getattr(cursor, "rowcount", -1)
+        if not (isinstance(rows, int) and rows >= 0):
+            rows = None if executemany else _prefetched_rows(cursor)
+        if rows is not None:
+            attrs["rows"] = rows
         span = record(trace, "db", statement, start, end, **attrs)
-        if not counted and not executemany and span is not None and span.attrs is not None:
+        if rows is None and not executemany and span is not None and span.attrs is not None:
+            # No count yet (pysqlite's SELECT): counted as SQLAlchemy fetches, when possible.
             _count_sqlite3_rows(cursor, span.attrs)
     except Exception as exc:
         report_internal_error("sqlalchemy:after_cursor_execute", exc)
